@@ -1,0 +1,242 @@
+"""The delegate's one settings object, read once from the environment of its ECS task spec.
+
+Variable names are those of the Harness task spec (ACCOUNT_ID, DELEGATE_TOKEN, ...). Tuning knobs
+that the real delegate hard-codes are exposed with a `DELEGATE_` prefix and their unit in the name.
+`load()` turns every problem into one `ConfigError` that names each bad variable and the form it
+expects, and never repeats a secret's value.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlsplit
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from delegate.auth import InvalidDelegateToken, normalize_token
+from delegate.errors import ConfigError
+
+#: exit code for "bad configuration: do not restart me until someone changes the environment"
+EXIT_CONFIG = 3
+
+
+class DeployMode(enum.StrEnum):
+    AWS = "AWS"
+    ONPREM = "ONPREM"
+    KUBERNETES = "KUBERNETES"
+    KUBERNETES_ONPREM = "KUBERNETES_ONPREM"
+
+
+class LogFormat(enum.StrEnum):
+    AUTO = "auto"  # JSON unless stdout is a terminal
+    JSON = "json"
+    CONSOLE = "console"
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything the delegate reads from its environment. Built once in `main`, passed down."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    # --- identity (task spec) ---
+    account_id: str = Field(min_length=1, description="ACCOUNT_ID")
+    delegate_token: SecretStr | None = Field(default=None, description="DELEGATE_TOKEN")
+    account_secret: SecretStr | None = Field(
+        default=None, description="ACCOUNT_SECRET: the older name; wins over DELEGATE_TOKEN"
+    )
+    manager_host_and_port: str = Field(description="MANAGER_HOST_AND_PORT, e.g. https://host:443")
+    delegate_name: str | None = None
+    delegate_group_name: str | None = None
+    delegate_group_id: str | None = None
+    delegate_profile: str | None = None
+    delegate_type: str = "ECS"
+    delegate_tags: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    delegate_description: str | None = None
+    deploy_mode: DeployMode = DeployMode.KUBERNETES
+    hostname: str = Field(
+        default_factory=socket.gethostname,
+        validation_alias=AliasChoices("DELEGATE_HOSTNAME", "HOSTNAME"),
+        description="ECS sets the container hostname (Harness-ECS-Delegate); DELEGATE_HOSTNAME wins",
+    )
+
+    # --- work ---
+    poll_for_tasks: bool = False
+    delegate_task_capacity: int | None = Field(default=None, ge=1)
+    delegate_resource_threshold: float = Field(default=80.0, gt=0, le=100)
+    init_script: str | None = None
+
+    # --- upgrades (read by the watcher; kept here so one object documents the task spec) ---
+    delegate_storage_url: str | None = None
+    delegate_check_location: str = "delegateprod.txt"
+    watcher_storage_url: str | None = None
+    watcher_check_location: str = "watcherprod.txt"
+
+    # --- proxy ---
+    proxy_host: str | None = None
+    proxy_port: int | None = Field(default=None, ge=1, le=65535)
+    proxy_scheme: str = Field(default="http", pattern="^(http|https)$")
+    proxy_user: str | None = None
+    proxy_password: SecretStr | None = Field(default=None, description="URL-encoded")
+    proxy_manager: bool = True
+    no_proxy: str | None = Field(default=None, validation_alias=AliasChoices("NO_PROXY", "no_proxy"))
+    https_proxy: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("HTTPS_PROXY", "https_proxy")
+    )
+
+    # --- tuning (not in the Harness spec; units in the names) ---
+    delegate_health_port: int = Field(default=8080, ge=0, le=65535)
+    delegate_work_dir: Path = Field(default_factory=Path.cwd)
+    delegate_heartbeat_interval_s: float = Field(default=10.0, gt=0)
+    delegate_keepalive_interval_s: float = Field(default=20.0, gt=0)
+    delegate_poll_interval_s: float = Field(default=2.0, gt=0)
+    delegate_heartbeat_stale_s: float = Field(
+        default=60.0, gt=0, description="/health turns 503 after this long without an ack"
+    )
+    delegate_request_timeout_s: float = Field(default=15.0, gt=0)
+    delegate_reconnect_max_s: float = Field(default=30.0, gt=0)
+    delegate_shutdown_budget_s: float = Field(default=4.0, gt=0)
+    delegate_profile_interval_s: float = Field(default=180.0, gt=0)
+    log_format: LogFormat = LogFormat.AUTO
+    log_level: str = Field(default="INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("delegate_tags", mode="before")
+    @classmethod
+    def _tags(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("manager_host_and_port")
+    @classmethod
+    def _manager_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http(s) URL such as https://manager.example.com:443")
+        return value.strip().rstrip("/")
+
+    @field_validator("delegate_token", "account_secret")
+    @classmethod
+    def _token_form(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        try:
+            return SecretStr(normalize_token(value.get_secret_value()))
+        except InvalidDelegateToken as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("delegate_type")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.strip().upper()
+
+    @model_validator(mode="after")
+    def _need_a_token(self) -> Settings:
+        if self.account_secret is None and self.delegate_token is None:
+            raise ValueError("DELEGATE_TOKEN (or ACCOUNT_SECRET) is required: 32 hex characters")
+        return self
+
+    # --- derived -------------------------------------------------------------------------------
+
+    @property
+    def token_hex(self) -> str:
+        """ACCOUNT_SECRET wins if both are set, as in the real delegate."""
+        secret = self.account_secret or self.delegate_token
+        assert secret is not None  # guaranteed by _need_a_token
+        return secret.get_secret_value()
+
+    @property
+    def is_ecs(self) -> bool:
+        return self.delegate_type == "ECS"
+
+    @property
+    def api_base(self) -> str:
+        return f"{self.manager_host_and_port}/api"
+
+    @property
+    def proxy_url(self) -> str | None:
+        """The proxy to use for the manager, or None. Carries credentials: never log it."""
+        if self.proxy_host:
+            auth = ""
+            if self.proxy_user:
+                password = self.proxy_password.get_secret_value() if self.proxy_password else ""
+                auth = f"{quote(self.proxy_user, safe='')}:{password}@"
+            port = f":{self.proxy_port}" if self.proxy_port else ""
+            return f"{self.proxy_scheme}://{auth}{self.proxy_host}{port}"
+        if self.https_proxy is not None:
+            return self.https_proxy.get_secret_value() or None
+        return None
+
+    def proxy_for(self, url: str) -> str | None:
+        """The proxy for `url`, honouring PROXY_MANAGER and NO_PROXY."""
+        if not self.proxy_manager:
+            return None
+        host = urlsplit(url).hostname or ""
+        for entry in (self.no_proxy or "").split(","):
+            entry = entry.strip().lstrip("*").lstrip(".")
+            if entry and (host == entry or host.endswith("." + entry)):
+                return None
+        return self.proxy_url
+
+    @property
+    def sequence_file(self) -> Path:
+        return self.delegate_work_dir / "delegate_sequence_config"
+
+
+_SECRET_FIELDS = {"delegate_token", "account_secret", "proxy_password", "https_proxy"}
+
+
+def _env_name(field: str) -> str:
+    if field == "hostname":
+        return "DELEGATE_HOSTNAME"
+    return field.upper()
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from `environ` (default: the process environment) or raise ConfigError."""
+    env = dict(os.environ if environ is None else environ)
+    # pydantic-settings reads os.environ; hand it exactly the mapping we were given.
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        return Settings()  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(describe(exc)) from None
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def describe(exc: ValidationError) -> str:
+    """One message naming every bad variable and the form it expects, with no values echoed."""
+    problems: list[str] = []
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = [str(part) for part in error.get("loc", ())]
+        field = loc[0] if loc else ""
+        msg = str(error.get("msg", "invalid"))
+        msg = msg.removeprefix("Value error, ")
+        if error.get("type") == "missing":
+            msg = "is required but not set"
+        if not field:  # model-level rule
+            problems.append(msg)
+            continue
+        problems.append(f"{_env_name(field)}: {msg}")
+
+    return "invalid delegate configuration: " + "; ".join(problems)
