@@ -216,7 +216,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     try:
         os.environ.clear()
         os.environ.update(env)
-        return Settings()  # type: ignore[call-arg]
+        return Settings()
     except ValidationError as exc:
         raise ConfigError(describe(exc)) from None
     finally:

@@ -1,0 +1,174 @@
+"""The agent: wires the parts together, supervises them, and shuts down in two phases.
+
+Phase 1 (on SIGTERM, or a watcher's stop request): stop taking work, let running tasks finish within
+`DELEGATE_SHUTDOWN_BUDGET_S` (kept below ECS's stopTimeout), cancel what is left (those results say
+RETRY_ON_OTHER_DELEGATE), wait for results to be sent. Phase 2: stop the loops, unregister, close.
+A second SIGTERM skips the wait. Exit codes are a contract with the watcher (`ExitCode`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import signal
+import time
+import uuid
+from typing import Any
+
+from delegate import log
+from delegate.auth import TokenProvider
+from delegate.client import ManagerClient
+from delegate.config import Settings
+from delegate.connection import Connection
+from delegate.errors import DelegateError, SelfDestruct
+from delegate.health import HealthServer
+from delegate.metrics import Metrics
+from delegate.supervise import Supervisor
+from delegate.tasks.profile import ProfileRunner
+from delegate.tasks.runner import TaskRunner
+
+_log = log.get("delegate.agent")
+
+
+class ExitCode(enum.IntEnum):
+    STOPPED = 0  # asked to stop; do not restart unless the container wants it
+    CRASHED = 1  # a supervised part died: restart me
+    CONFIG = 3  # bad environment: restarting will not help
+    SELF_DESTRUCT = 4  # the manager told this delegate to go away: do not restart
+
+
+class Agent:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.instance_id = str(uuid.uuid4())
+        self.metrics = Metrics()
+        tokens = TokenProvider(
+            token_hex=settings.token_hex,
+            account_id=settings.account_id,
+            host_name=settings.hostname,
+            audience=settings.manager_host_and_port,
+        )
+        self.client = ManagerClient(settings, tokens)
+        self.connection = Connection(
+            settings, self.client, self.metrics, instance_id=self.instance_id,
+            supported_task_types=lambda: self.runner.supported_task_types(),
+            executing=lambda: self.runner.executing(),
+        )
+        self.runner = TaskRunner(
+            settings, self.client, self.metrics, instance_id=self.instance_id,
+            registered=self.connection.registered, catch_up=self._catch_up,
+        )
+        self.connection.sink = self.runner
+        self.profiles = ProfileRunner(self.client, settings.delegate_work_dir,
+                                      settings.delegate_profile_interval_s,
+                                      self.connection.registered)
+        self.health = HealthServer(settings.delegate_health_port, self.metrics, self.healthy)
+        self._supervisor = Supervisor()
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        self._extra_checks: list[Any] = []
+
+    def healthy(self) -> tuple[bool, str]:
+        return self.connection.healthy()
+
+    def request_stop(self, reason: str) -> None:
+        """Signal handler body: only sets flags; shutdown is ordinary async code."""
+        if self._stop.is_set():
+            self._force.set()
+            _log.warning("agent.stop_forced", reason=reason)
+        else:
+            _log.info("agent.stop_requested", reason=reason)
+            self._stop.set()
+
+    def _catch_up(self) -> None:
+        if not self.settings.poll_for_tasks and not self._stop.is_set():
+            self._supervisor_spawn_once("tasks.catch_up", self.connection.poll_once())
+
+    def _supervisor_spawn_once(self, name: str, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def run(self) -> ExitCode:
+        self._background: set[asyncio.Task[Any]] = set()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, sig.name)
+        started = time.monotonic()
+        _log.info("agent.starting", account_id=self.settings.account_id,
+                  hostname=self.settings.hostname, group=self.settings.delegate_group_name,
+                  polling=self.settings.poll_for_tasks, delegate_type=self.settings.delegate_type)
+        try:
+            await self.health.start()
+        except OSError as exc:
+            _log.error("health.bind_failed", port=self.settings.delegate_health_port,
+                       error=str(exc),
+                       hint="set DELEGATE_HEALTH_PORT to a free port (0 picks one)")
+            return ExitCode.CONFIG
+        sup = self._supervisor
+        sup.start("connection", self.connection.run())
+        sup.start("results.sender", self.runner.sender.run())
+        sup.start("profile", self.profiles.run())
+        sup.start("registered.log", self._log_registered(started))
+        code = ExitCode.STOPPED
+        try:
+            ended = await sup.wait_first_exit(self._stop)
+            if ended is not None:
+                code = self._why_ended(ended)
+        finally:
+            await self._shutdown(code)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        return code
+
+    async def _log_registered(self, started: float) -> None:
+        await self.connection.registered.wait()
+        _log.info("agent.ready", delegate_id=self.connection.delegate_id,
+                  seconds=round(time.monotonic() - started, 3))
+        await asyncio.Event().wait()  # stay alive: a supervised task must not simply end
+
+    def _why_ended(self, task: asyncio.Task[Any]) -> ExitCode:
+        if task.cancelled():
+            _log.error("agent.part_cancelled", part=task.get_name())
+            return ExitCode.CRASHED
+        exc = task.exception()
+        if exc is not None and _contains(exc, SelfDestruct):
+            _log.warning("delegate.self_destruct", note="the manager removed this delegate")
+            return ExitCode.SELF_DESTRUCT
+        _log.error("agent.part_died", part=task.get_name(),
+                   error=repr(exc) if exc else "returned unexpectedly")
+        return ExitCode.CRASHED
+
+    async def _shutdown(self, code: ExitCode) -> None:
+        budget = self.settings.delegate_shutdown_budget_s
+        t0 = time.monotonic()
+        if code == ExitCode.STOPPED:
+            drain = asyncio.create_task(self.runner.drain(budget), name="shutdown.drain")
+            forced = asyncio.create_task(self._force.wait(), name="shutdown.force")
+            await asyncio.wait([drain, forced], return_when=asyncio.FIRST_COMPLETED)
+            forced.cancel()
+            if not drain.done():
+                drain.cancel()
+                await asyncio.gather(drain, return_exceptions=True)
+        else:
+            self.runner.stop_acquiring()
+        await self._supervisor.cancel_all("delegate shutting down")
+        for task in list(self._background):
+            task.cancel()
+        if code != ExitCode.SELF_DESTRUCT:
+            try:
+                await asyncio.shield(asyncio.wait_for(self.connection.unregister(), 2.0))
+            except (DelegateError, TimeoutError) as exc:
+                _log.warning("manager.unregister_failed", error=str(exc))
+        await self.health.stop()
+        await self.client.close()
+        _log.info("agent.stopped", exit_code=int(code), seconds=round(time.monotonic() - t0, 3),
+                  unsent_results=len(self.runner.sender.unsent))
+
+
+def _contains(exc: BaseException, kind: type[BaseException]) -> bool:
+    if isinstance(exc, kind):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_contains(e, kind) for e in exc.exceptions)
+    return False

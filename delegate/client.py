@@ -1,0 +1,277 @@
+"""The manager client: every HTTP call of the agent API, the envelope, and error mapping.
+
+One aiohttp session, one timeout per call, the JWE token on every request. Answers are decoded into
+the models of `wire.py`; anything else is a `ProtocolViolation` naming the endpoint. Retrying is the
+caller's business (through `retry.py`), because only the caller knows what a retry means.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+import aiohttp
+from pydantic import BaseModel, ValidationError
+
+from delegate import __version__, wire
+from delegate.auth import TokenProvider
+from delegate.config import Settings
+from delegate.errors import (
+    AuthRejected,
+    ManagerRejected,
+    ManagerUnavailable,
+    ProtocolViolation,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+USER_AGENT = f"delegate/{__version__}"
+
+
+class ManagerClient:
+    """Talks to `<MANAGER_HOST_AND_PORT>/api/agent/...` and opens the stream."""
+
+    def __init__(self, settings: Settings, tokens: TokenProvider) -> None:
+        self._settings = settings
+        self._tokens = tokens
+        self._base = settings.manager_host_and_port
+        self._proxy = settings.proxy_for(self._base)
+        self._timeout = aiohttp.ClientTimeout(total=settings.delegate_request_timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+        self.delegate_id: str | None = None
+
+    async def __aenter__(self) -> ManagerClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=64, ttl_dns_cache=300),
+                headers={"User-Agent": USER_AGENT},
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        headers = {
+            "Authorization": f"Delegate {self._tokens.get()}",
+            "accountId": self._settings.account_id,
+        }
+        if self.delegate_id:
+            headers["delegateId"] = self.delegate_id
+        return headers
+
+    def _url(self, path: str, **query: str | None) -> str:
+        params = {"accountId": self._settings.account_id}
+        params.update({k: v for k, v in query.items() if v is not None})
+        return f"{self._base}/api/agent/{path}?{urlencode(params)}"
+
+    async def _call(
+        self, method: str, path: str, *, body: Any = None, query: dict[str, str | None] | None = None
+    ) -> dict[str, Any]:
+        """One request; returns the decoded envelope or raises by meaning."""
+        url = self._url(path, **(query or {}))
+        endpoint = f"{method} {path.split('?')[0]}"
+        data = None if body is None else json.dumps(body, separators=(",", ":"))
+        headers = self._headers()
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            async with self.session.request(
+                method, url, data=data, headers=headers, proxy=self._proxy
+            ) as resp:
+                text = await resp.text()
+                status = resp.status
+                retry_after = resp.headers.get("Retry-After")
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise ManagerUnavailable(
+                f"{endpoint}: manager at {self._base} unreachable ({type(exc).__name__}: {exc})"
+            ) from exc
+        envelope = self._decode(endpoint, status, text)
+        if status == 429 or status >= 500:
+            raise ManagerUnavailable(
+                f"{endpoint}: manager answered {status} {self._message(envelope)}",
+                retry_after_s=_float_or_none(retry_after),
+            )
+        if status >= 400:
+            code, message = self._code(envelope), self._message(envelope)
+            if status in (401, 403):
+                raise AuthRejected(
+                    f"{endpoint}: manager refused the delegate token ({status} {code}). "
+                    "Check that DELEGATE_TOKEN and ACCOUNT_ID match the account in the manager.",
+                    status,
+                    code,
+                )
+            raise ManagerRejected(f"{endpoint}: {status} {code}: {message}", status, code)
+        if envelope is None:
+            raise ProtocolViolation(f"{endpoint}: answer {status} is not a JSON envelope")
+        return envelope
+
+    @staticmethod
+    def _decode(endpoint: str, status: int, text: str) -> dict[str, Any] | None:
+        if not text:
+            return {"resource": None} if status < 300 else None
+        try:
+            value = json.loads(text)
+        except ValueError:
+            if status >= 400:
+                return None
+            raise ProtocolViolation(
+                f"{endpoint}: answer is not JSON (first bytes: {text[:60]!r})"
+            ) from None
+        if not isinstance(value, dict) or ("resource" not in value and status < 400):
+            raise ProtocolViolation(f"{endpoint}: answer is not an envelope with 'resource'")
+        return value
+
+    @staticmethod
+    def _code(envelope: dict[str, Any] | None) -> str:
+        try:
+            return str(envelope["responseMessages"][0]["code"]) if envelope else "UNKNOWN"
+        except (KeyError, IndexError, TypeError):
+            return "UNKNOWN"
+
+    @staticmethod
+    def _message(envelope: dict[str, Any] | None) -> str:
+        try:
+            return str(envelope["responseMessages"][0]["message"]) if envelope else ""
+        except (KeyError, IndexError, TypeError):
+            return ""
+
+    @staticmethod
+    def _resource(endpoint: str, envelope: dict[str, Any], model: type[M]) -> M:
+        resource = envelope.get("resource")
+        try:
+            return model.model_validate(resource)
+        except ValidationError as exc:
+            first = exc.errors(include_input=False, include_url=False)[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "resource"
+            raise ProtocolViolation(
+                f"{endpoint}: answer does not fit {model.__name__}: {where}: {first.get('msg')}"
+            ) from None
+
+    # --- registration --------------------------------------------------------------------------
+
+    async def register(self, params: wire.DelegateParams) -> wire.DelegateRegisterResponse:
+        env = await self._call("POST", "delegates/register", body=params.dump())
+        return self._resource("register", env, wire.DelegateRegisterResponse)
+
+    async def unregister(self, request: wire.DelegateUnregisterRequest) -> None:
+        await self._call("POST", "delegates/unregister", body=request.dump())
+
+    async def heartbeat(self, params: wire.DelegateParams) -> wire.DelegateHeartbeatResponse:
+        env = await self._call("POST", "delegates/heartbeat-with-polling", body=params.dump())
+        return self._resource("heartbeat-with-polling", env, wire.DelegateHeartbeatResponse)
+
+    # --- tasks ---------------------------------------------------------------------------------
+
+    async def task_events(self) -> wire.TaskEventsResponse:
+        env = await self._call("GET", f"delegates/{self.delegate_id}/task-events")
+        return self._resource("task-events", env, wire.TaskEventsResponse)
+
+    async def acquire(self, task_id: str, instance_id: str) -> wire.DelegateTaskPackage:
+        env = await self._call(
+            "PUT",
+            f"delegates/{self.delegate_id}/tasks/{task_id}/acquire",
+            query={"delegateInstanceId": instance_id},
+        )
+        return self._resource("acquire", env, wire.DelegateTaskPackage)
+
+    async def report(
+        self, task_id: str, report: wire.CapabilityReport
+    ) -> wire.DelegateTaskPackage:
+        env = await self._call(
+            "POST", f"delegates/{self.delegate_id}/tasks/{task_id}/report", body=report.dump()
+        )
+        return self._resource("report", env, wire.DelegateTaskPackage)
+
+    async def send_logs(self, task_id: str, batch: wire.LogBatch) -> None:
+        await self._call(
+            "POST", f"delegates/{self.delegate_id}/tasks/{task_id}/logs", body=batch.dump()
+        )
+
+    async def send_result(self, task_id: str, result: wire.TaskResult) -> dict[str, Any]:
+        """Returns the envelope's metaData (the manager flags a duplicate there)."""
+        env = await self._call(
+            "POST", f"v2/tasks/{task_id}/delegates/{self.delegate_id}", body=result.dump()
+        )
+        meta = env.get("metaData")
+        return meta if isinstance(meta, dict) else {}
+
+    # --- profiles ------------------------------------------------------------------------------
+
+    async def profile(
+        self, profile_id: str, last_updated_at: int
+    ) -> wire.DelegateProfileParams | None:
+        env = await self._call(
+            "GET",
+            f"delegates/{self.delegate_id}/profile",
+            query={"profileId": profile_id, "lastUpdatedAt": str(last_updated_at)},
+        )
+        if env.get("resource") is None:
+            return None
+        return self._resource("profile", env, wire.DelegateProfileParams)
+
+    async def profile_result(self, result: wire.ProfileResult) -> None:
+        await self._call(
+            "POST", f"delegateFiles/{self.delegate_id}/profile-result", body=result.dump()
+        )
+
+    # --- the stream ----------------------------------------------------------------------------
+
+    async def open_stream(
+        self, *, sequence_num: str | None, random_token: str | None, heartbeat_s: float
+    ) -> aiohttp.ClientWebSocketResponse:
+        query = {
+            "delegateId": self.delegate_id or "",
+            "token": self._tokens.get(),
+            "sequenceNum": sequence_num or "",
+            "delegateToken": random_token or "",
+            "version": __version__,
+        }
+        ws_base = self._base.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+        url = f"{ws_base}/stream/delegate/{self._settings.account_id}?{urlencode(query)}"
+        try:
+            return await self.session.ws_connect(
+                url,
+                headers=self._headers(),
+                proxy=self._proxy,
+                heartbeat=heartbeat_s,
+                timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+                autoping=True,
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status in (401, 403):
+                raise AuthRejected(
+                    f"stream: manager refused the delegate token ({exc.status}). Check "
+                    "DELEGATE_TOKEN and ACCOUNT_ID.",
+                    exc.status,
+                    "INVALID_TOKEN",
+                ) from None
+            if 400 <= exc.status < 500 and exc.status != 429:
+                raise ManagerRejected(
+                    f"stream: handshake refused ({exc.status})", exc.status
+                ) from None
+            raise ManagerUnavailable(f"stream: handshake failed ({exc.status})") from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise ManagerUnavailable(
+                f"stream: manager at {self._base} unreachable ({type(exc).__name__})"
+            ) from exc
+
+
+def _float_or_none(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,45 @@
+"""Prometheus metrics of one delegate process (served at /metrics by `health.py`)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.process_collector import ProcessCollector
+
+from delegate import __version__
+
+
+class Metrics:
+    """A registry of its own, so that tests can run several delegates in one process."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        r = self.registry
+        self.build = Info("delegate_build", "Delegate build information", registry=r)
+        self.build.info({"version": __version__})
+        self.connected = Gauge(
+            "delegate_connected", "1 while registered with a fresh heartbeat ack", registry=r
+        )
+        self.heartbeats_sent = Counter(
+            "delegate_heartbeats_sent", "Heartbeats sent to the manager", registry=r
+        )
+        self.heartbeats_failed = Counter(
+            "delegate_heartbeats_failed", "Heartbeats that failed or went unanswered", registry=r
+        )
+        self.reconnects = Counter(
+            "delegate_reconnects", "Stream reconnections after a loss", registry=r
+        )
+        self.registrations = Counter(
+            "delegate_registrations", "Successful registrations and keep-alives", registry=r
+        )
+        self.tasks_running = Gauge("delegate_tasks_running", "Tasks executing now", registry=r)
+        self.tasks_finished = Counter(
+            "delegate_tasks_finished", "Tasks finished, by final status", ["status"], registry=r
+        )
+        self.tasks_refused = Counter(
+            "delegate_tasks_refused", "Task offers not taken, by reason", ["reason"], registry=r
+        )
+        self.task_seconds = Histogram(
+            "delegate_task_seconds", "Task run time", ["task_type"], registry=r,
+            buckets=(0.05, 0.25, 1, 5, 30, 120, 600, 3600),
+        )

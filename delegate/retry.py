@@ -1,0 +1,96 @@
+"""The one retry policy (tenacity), used for every call the delegate retries.
+
+It retries only `TransientError`s (never a wrong token or a malformed task), caps attempts *and*
+total time, backs off exponentially with full jitter, honours a server's `Retry-After`, and logs
+each retry as one `retry.scheduled` event.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    stop_never,
+)
+from tenacity.stop import stop_base
+
+from delegate import log
+from delegate.errors import ManagerUnavailable, TransientError
+
+T = TypeVar("T")
+_log = log.get("delegate.retry")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try. `max_attempts=None` / `max_total_s=None` mean "until cancelled"."""
+
+    initial_s: float = 0.2
+    max_backoff_s: float = 10.0
+    max_attempts: int | None = 5
+    max_total_s: float | None = 60.0
+    retry_on: tuple[type[BaseException], ...] = (TransientError,)
+
+    def backoff(self, attempt: int) -> float:
+        """Full jitter: uniform(0, min(cap, initial * 2**(attempt-1))), never below a floor."""
+        ceiling = min(self.max_backoff_s, self.initial_s * (2 ** max(attempt - 1, 0)))
+        return max(self.initial_s / 4, random.uniform(0, ceiling))
+
+
+def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
+    def wait(state: RetryCallState) -> float:
+        delay = policy.backoff(state.attempt_number)
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, ManagerUnavailable) and exc.retry_after_s is not None:
+            delay = max(delay, min(exc.retry_after_s, policy.max_backoff_s * 6))
+        return delay
+
+    return wait
+
+
+def _log_retry(what: str) -> Callable[[RetryCallState], None]:
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        _log.warning(
+            "retry.scheduled",
+            what=what,
+            attempt=state.attempt_number,
+            wait_s=round(state.upcoming_sleep, 3),
+            error=str(exc),
+            error_type=type(exc).__name__,
+        )
+
+    return before_sleep
+
+
+async def call(what: str, fn: Callable[[], Awaitable[T]], policy: RetryPolicy) -> T:
+    """Run `fn` under `policy`; re-raise the last error when the policy gives up."""
+    stop: stop_base = stop_never
+    if policy.max_attempts is not None:
+        stop = stop_after_attempt(policy.max_attempts)
+    if policy.max_total_s is not None:
+        stop = stop | stop_after_delay(policy.max_total_s)
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(policy.retry_on),
+        wait=_wait(policy),
+        stop=stop,
+        before_sleep=_log_retry(what),
+        reraise=True,
+    ):
+        with attempt:
+            return await fn()
+    raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+
+#: register/reconnect: keep trying as long as the process lives, capped backoff
+FOREVER = RetryPolicy(initial_s=0.25, max_backoff_s=30.0, max_attempts=None, max_total_s=None)
+#: ordinary calls (acquire, logs): a few quick tries
+QUICK = RetryPolicy(initial_s=0.1, max_backoff_s=2.0, max_attempts=4, max_total_s=15.0)

@@ -1,0 +1,69 @@
+"""Capability checks: what a delegate verifies before it may take a task.
+
+A check type is a coroutine `(params) -> (ok, message)`. `HTTP` (can this delegate reach a URL) lives
+here; the ECS check (credentials valid, region and cluster reachable) registers itself from
+`delegate.ecs`. An unknown type fails its check with a clear message rather than the delegate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from delegate import wire
+
+Check = Callable[[dict[str, Any]], Awaitable[tuple[bool, str]]]
+_checks: dict[str, Check] = {}
+_LAZY = {"ECS": "delegate.ecs.capability"}
+
+
+def capability(name: str) -> Callable[[Check], Check]:
+    def decorate(fn: Check) -> Check:
+        _checks[name] = fn
+        return fn
+
+    return decorate
+
+
+@capability("HTTP")
+async def http_check(params: dict[str, Any]) -> tuple[bool, str]:
+    url = params.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        return False, "HTTP capability needs params.url, an http(s) URL"
+    timeout = aiohttp.ClientTimeout(total=float(params.get("timeoutS", 10)))
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(url, allow_redirects=True) as resp,
+        ):
+            # Reachable is what matters; like Harness, any HTTP answer below 500 counts.
+            if resp.status < 500:
+                return True, f"{url} answered {resp.status}"
+            return False, f"{url} answered {resp.status}"
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return False, f"{url} unreachable: {type(exc).__name__}"
+
+
+async def run_checks(capabilities: list[wire.Capability]) -> list[wire.CapabilityResult]:
+    async def one(cap: wire.Capability) -> wire.CapabilityResult:
+        check = _checks.get(cap.capability_type)
+        if check is None and cap.capability_type in _LAZY:
+            importlib.import_module(_LAZY[cap.capability_type])
+            check = _checks.get(cap.capability_type)
+        if check is None:
+            return wire.CapabilityResult(
+                capability_type=cap.capability_type, ok=False,
+                message=f"unknown capability type {cap.capability_type!r}; known: "
+                f"{sorted(set(_checks) | set(_LAZY))}",
+            )
+        try:
+            ok, message = await check(cap.params)
+        except Exception as exc:  # noqa: BLE001 - a broken check fails itself, not the delegate
+            ok, message = False, f"check raised {type(exc).__name__}: {exc}"
+        return wire.CapabilityResult(capability_type=cap.capability_type, ok=ok, message=message)
+
+    return list(await asyncio.gather(*(one(c) for c in capabilities)))

@@ -1,0 +1,114 @@
+"""Shipping a task's log to the manager in batches, with bounded memory.
+
+Lines get a per-task sequence number, so a batch that is sent twice is stored once. At most
+`max_pending` unsent lines are held: under a long manager outage the oldest are dropped and one line
+says how many. Secrets are scrubbed from every line before it is queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+
+from delegate import log, wire
+from delegate.client import ManagerClient
+from delegate.errors import DelegateError, ManagerRejected
+from delegate.tasks.registry import TaskLog
+
+_log = log.get("delegate.tasks.logship")
+
+BATCH_LINES = 500
+FLUSH_EVERY_S = 0.2
+MAX_LINE_CHARS = 8_192
+
+
+class LogShipper(TaskLog):
+    def __init__(self, client: ManagerClient, task_id: str, max_pending: int = 10_000) -> None:
+        self._client = client
+        self._task_id = task_id
+        self._pending: collections.deque[wire.LogLine] = collections.deque()
+        self._max_pending = max_pending
+        self._seq = 0
+        self._dropped = 0
+        self._wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self.lines_written = 0
+
+    # --- TaskLog -------------------------------------------------------------------------------
+
+    def info(self, message: str) -> None:
+        self._add("INFO", message)
+
+    def warn(self, message: str) -> None:
+        self._add("WARN", message)
+
+    def error(self, message: str) -> None:
+        self._add("ERROR", message)
+
+    def _add(self, level: str, message: str) -> None:
+        text = log.scrub(message.rstrip("\n"))
+        if len(text) > MAX_LINE_CHARS:
+            text = text[:MAX_LINE_CHARS] + " [line truncated]"
+        if len(self._pending) >= self._max_pending:
+            self._pending.popleft()
+            self._dropped += 1
+        self._pending.append(
+            wire.LogLine(seq=self._seq, ts=int(time.time() * 1000), level=level, message=text)
+        )
+        self._seq += 1
+        self.lines_written += 1
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(
+                self._flush_loop(), name=f"logship.{self._task_id}"
+            )
+        if len(self._pending) >= BATCH_LINES:
+            self._wake.set()
+
+    # --- shipping ------------------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), FLUSH_EVERY_S)
+            self._wake.clear()
+            await self._send_some()
+
+    async def _send_some(self) -> bool:
+        """Send what is pending in batches; False if the manager could not take them now."""
+        while self._pending:
+            if self._dropped:
+                note = f"[{self._dropped} log lines dropped while the manager was unreachable]"
+                self._dropped = 0
+                first = self._pending[0]
+                self._pending[0] = first.model_copy(update={"message": f"{note} {first.message}"})
+            batch = [self._pending[i] for i in range(min(BATCH_LINES, len(self._pending)))]
+            try:
+                await self._client.send_logs(self._task_id, wire.LogBatch(lines=batch))
+            except ManagerRejected as exc:
+                _log.warning("task.log_rejected", task_id=self._task_id, error=str(exc))
+                self._pending.clear()  # the manager will never take them (task gone)
+                return True
+            except DelegateError as exc:
+                _log.debug("task.log_send_failed", task_id=self._task_id, error=str(exc))
+                return False
+            for _ in batch:
+                self._pending.popleft()
+        return True
+
+    async def close(self, budget_s: float = 10.0) -> None:
+        """Flush what is left (within `budget_s`), then stop the flusher."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+            self._flusher = None
+        deadline = time.monotonic() + budget_s
+        delay = 0.1
+        while self._pending and time.monotonic() < deadline:
+            if await self._send_some():
+                break
+            await asyncio.sleep(min(delay, max(deadline - time.monotonic(), 0)))
+            delay = min(delay * 2, 2.0)
+        if self._pending:
+            _log.warning("task.log_lines_lost", task_id=self._task_id, count=len(self._pending))

@@ -1,0 +1,92 @@
+"""Delegate profiles: a startup script managed in the manager, run at start and whenever it changes.
+
+Every `DELEGATE_PROFILE_INTERVAL_S` (3 minutes) the delegate sends the profile id and lastUpdatedAt it
+last ran; the manager answers null (unchanged), `NONE` (removed: local files deleted) or the profile.
+The script runs with bash under a 10 minute timeout, stderr lines prefixed `ERROR: `; the output is kept
+in `profile.result` beside `profile`, and uploaded with `error = exit code != 0`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from delegate import log, wire
+from delegate.client import ManagerClient
+from delegate.errors import DelegateError
+from delegate.tasks.process import run_script
+
+_log = log.get("delegate.profile")
+PROFILE_TIMEOUT_S = 600.0
+MAX_OUTPUT_CHARS = 1_000_000
+
+
+class ProfileRunner:
+    def __init__(self, client: ManagerClient, work_dir: Path, interval_s: float,
+                 registered: asyncio.Event) -> None:
+        self._client = client
+        self._dir = work_dir
+        self._interval = interval_s
+        self._registered = registered
+        self._profile_path = work_dir / "profile"
+        self._result_path = work_dir / "profile.result"
+
+    def _current(self) -> tuple[str, int]:
+        try:
+            meta = json.loads(self._profile_path.read_text(encoding="utf-8"))
+            return str(meta["profileId"]), int(meta["profileLastUpdatedAt"])
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return "", 0
+
+    async def run(self) -> None:
+        while True:
+            await self._registered.wait()
+            try:
+                await self.check_once()
+            except DelegateError as exc:
+                _log.warning("profile.check_failed", error=str(exc))
+            await asyncio.sleep(self._interval)
+
+    async def check_once(self) -> None:
+        profile_id, updated_at = self._current()
+        answer = await self._client.profile(profile_id, updated_at)
+        if answer is None:
+            return
+        if answer.profile_id == "NONE":
+            if profile_id:
+                _log.info("profile.removed", profile_id=profile_id)
+            for path in (self._profile_path, self._result_path):
+                path.unlink(missing_ok=True)
+            return
+        await self._apply(answer)
+
+    async def _apply(self, profile: wire.DelegateProfileParams) -> None:
+        _log.info("profile.applying", profile_id=profile.profile_id, name=profile.name)
+        lines: list[str] = []
+        size = 0
+
+        def keep(line: str) -> None:
+            nonlocal size
+            if size < MAX_OUTPUT_CHARS:
+                lines.append(log.scrub(line))
+                size += len(line) + 1
+
+        result = await run_script(
+            profile.script_content or "", timeout_s=PROFILE_TIMEOUT_S, on_stdout=keep,
+            on_stderr=lambda line: keep(f"ERROR: {line}"), cwd=self._dir,
+        )
+        if result.timed_out:
+            keep(f"ERROR: profile script timed out after {PROFILE_TIMEOUT_S:.0f}s")
+        error = result.timed_out or result.exit_code != 0
+        output = "\n".join(lines)
+        self._profile_path.write_text(
+            json.dumps({"profileId": profile.profile_id, "name": profile.name,
+                        "profileLastUpdatedAt": profile.profile_last_updated_at,
+                        "scriptContent": profile.script_content}), encoding="utf-8")
+        self._result_path.write_text(output, encoding="utf-8")
+        _log.info("profile.applied", profile_id=profile.profile_id, error=error,
+                  exit_code=result.exit_code)
+        await self._client.profile_result(wire.ProfileResult(
+            profile_id=profile.profile_id, profile_last_updated_at=profile.profile_last_updated_at,
+            error=error, output=output))

@@ -1,0 +1,343 @@
+"""The task runner: takes offers from the manager, acquires each exactly once, runs it, reports it.
+
+Offers arrive as `DelegateTaskEvent`s (stream or poll). The runner takes one only if it has capacity
+(DELEGATE_TASK_CAPACITY) and resources (DELEGATE_RESOURCE_THRESHOLD), acquires it (one atomic call on
+the manager; losing the race is normal and quiet), runs the capability checks when the task has any,
+and runs the package only if it carries this process's instance id. A task runs under its timeout
+plus a grace, is cancelled on abort, and whatever happens ends with exactly one result in the spool.
+A bad task (unknown type, invalid data, a handler that raises) fails that task, never the delegate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from delegate import log, retry, wire
+from delegate.client import ManagerClient
+from delegate.config import Settings
+from delegate.errors import (
+    DelegateError,
+    ManagerRejected,
+    PermanentError,
+    ProtocolViolation,
+    TaskError,
+)
+from delegate.metrics import Metrics
+from delegate.tasks import registry
+from delegate.tasks.capabilities import run_checks
+from delegate.tasks.logship import LogShipper
+from delegate.tasks.registry import TaskContext, TaskOutcome
+from delegate.tasks.resources import ResourceGuard
+from delegate.tasks.spool import ResultSender, ResultSpool
+
+_log = log.get("delegate.tasks.runner")
+
+#: after the task's own timeout, how long the runner waits before it cancels the handler
+TIMEOUT_GRACE_S = 30.0
+_RECENT = 4096  # task ids remembered after they finish, so a re-broadcast is ignored
+
+
+class TaskRunner:
+    def __init__(
+        self,
+        settings: Settings,
+        client: ManagerClient,
+        metrics: Metrics,
+        *,
+        instance_id: str,
+        registered: asyncio.Event,
+        catch_up: Callable[[], Any] | None = None,
+    ) -> None:
+        self._s = settings
+        self._client = client
+        self._metrics = metrics
+        self._instance_id = instance_id
+        self._capacity = settings.delegate_task_capacity
+        self._resources = ResourceGuard(settings.delegate_resource_threshold)
+        self.spool = ResultSpool(settings.delegate_work_dir)
+        self.sender = ResultSender(client, self.spool, registered)
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._running: set[str] = set()
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._aborted: set[str] = set()
+        self._accepting = True
+        self._missed_offer = False
+        self._catch_up = catch_up
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.grace_s = TIMEOUT_GRACE_S
+        registry.load_builtin_types()
+
+    # --- what the connection asks of us --------------------------------------------------------
+
+    def supported_task_types(self) -> list[str]:
+        return registry.names()
+
+    def executing(self) -> list[str]:
+        """Running tasks and results not yet confirmed: the manager keeps all of them alive."""
+        return sorted(set(self._inflight) | self.sender.unsent)
+
+    def on_events(self, events: Sequence[wire.DelegateTaskEvent | wire.DelegateTaskAbortEvent],
+                  source: str) -> None:
+        for event in events:
+            if isinstance(event, wire.DelegateTaskAbortEvent):
+                self._abort(event.delegate_task_id)
+            else:
+                self._offer(event, source)
+
+    # --- accepting work ------------------------------------------------------------------------
+
+    def stop_acquiring(self) -> None:
+        if self._accepting:
+            self._accepting = False
+            _log.info("tasks.stop_acquiring", running=len(self._inflight))
+
+    def resume(self) -> None:
+        if not self._accepting:
+            self._accepting = True
+            _log.info("tasks.resume")
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    def _refuse(self, reason: str) -> None:
+        self._metrics.tasks_refused.labels(reason=reason).inc()
+        self._missed_offer = True
+
+    def _offer(self, event: wire.DelegateTaskEvent, source: str) -> None:
+        task_id = event.delegate_task_id
+        if task_id in self._inflight or task_id in self._recent:
+            return
+        if not self._accepting:
+            self._refuse("draining")
+            return
+        if self._capacity is not None and len(self._inflight) >= self._capacity:
+            self._refuse("capacity")
+            return
+        if event.task_type and event.task_type not in registry.names():
+            # not ours to run; another delegate may support it
+            self._metrics.tasks_refused.labels(reason="unsupported").inc()
+            return
+        over = self._resources.over()
+        if over is not None:
+            self._refuse("resources")
+            _log.warning("task.refused_resources", task_id=task_id, reason=over)
+            return
+        self._idle.clear()
+        self._inflight[task_id] = asyncio.create_task(
+            self._acquire_and_run(task_id, source), name=f"task.{task_id}"
+        )
+
+    def _abort(self, task_id: str) -> None:
+        task = self._inflight.get(task_id)
+        if task is not None and not task.done():
+            _log.info("task.abort_requested", task_id=task_id)
+            self._aborted.add(task_id)
+            task.cancel("aborted by the manager")
+
+    # --- one task ------------------------------------------------------------------------------
+
+    async def _acquire_and_run(self, task_id: str, source: str) -> None:
+        structlog.contextvars.bind_contextvars(task_id=task_id)
+        try:
+            package = await self._acquire(task_id)
+            if package is None:
+                return
+            self._metrics.tasks_running.inc()
+            self._running.add(task_id)
+            try:
+                _log.info("task.acquired", task_type=package.task_type, source=source)
+                await self._execute(package)
+            finally:
+                self._running.discard(task_id)
+                self._metrics.tasks_running.dec()
+        except asyncio.CancelledError:
+            if task_id in self._aborted or not self._accepting:
+                return  # result written by _execute, or shutdown
+            raise
+        except Exception as exc:  # noqa: BLE001 - one task must never take the delegate down
+            _log.exception("task.internal_error", error=repr(exc))
+        finally:
+            self._inflight.pop(task_id, None)
+            self._remember(task_id)
+            self._aborted.discard(task_id)
+            if not self._inflight:
+                self._idle.set()
+            if self._missed_offer and self._accepting and self._catch_up is not None:
+                self._missed_offer = False
+                asyncio.get_running_loop().call_soon(self._catch_up)
+
+    def _remember(self, task_id: str) -> None:
+        self._recent[task_id] = None
+        while len(self._recent) > _RECENT:
+            self._recent.popitem(last=False)
+
+    async def _acquire(self, task_id: str) -> wire.DelegateTaskPackage | None:
+        try:
+            package = await retry.call(
+                "task.acquire",
+                lambda: self._client.acquire(task_id, self._instance_id),
+                retry.QUICK,
+            )
+        except ProtocolViolation as exc:
+            await self._finish(task_id, TaskOutcome(wire.TaskStatus.ERRORED, {}, str(exc)),
+                               wire.ResponseCode.FAILED)
+            return None
+        except ManagerRejected as exc:
+            _log.debug("task.not_acquired", code=exc.code, status=exc.status)
+            return None
+        except DelegateError as exc:
+            _log.warning("task.acquire_failed", error=str(exc))
+            return None
+        if package.delegate_instance_id is None and package.capabilities:
+            validated = await self._validate(task_id, package)
+            if validated is None:
+                return None
+            package = validated
+        if package.delegate_instance_id != self._instance_id:
+            _log.info("task.not_ours", assigned_to=package.delegate_instance_id)
+            return None
+        return package
+
+    async def _validate(
+        self, task_id: str, package: wire.DelegateTaskPackage
+    ) -> wire.DelegateTaskPackage | None:
+        results = await run_checks(package.capabilities)
+        passed = all(r.ok for r in results)
+        _log.info("task.capabilities_checked", passed=passed,
+                  results=[f"{r.capability_type}: {r.message}" for r in results])
+        report = wire.CapabilityReport(delegate_instance_id=self._instance_id, results=results)
+        try:
+            return await retry.call("task.report", lambda: self._client.report(task_id, report),
+                                    retry.QUICK)
+        except DelegateError as exc:
+            _log.info("task.not_assigned_after_checks", error=str(exc))
+            return None
+
+    async def _execute(self, package: wire.DelegateTaskPackage) -> None:
+        task_id = package.delegate_task_id
+        shipper = LogShipper(self._client, task_id)
+        started = time.monotonic()
+        timeout_s = max(package.timeout_ms / 1000.0, 0.001)
+        outcome: TaskOutcome
+        code = wire.ResponseCode.OK
+        try:
+            outcome, code = await self._run_handler(package, shipper, timeout_s)
+        except asyncio.CancelledError:
+            if task_id in self._aborted:
+                shipper.warn("task aborted by the manager")
+                outcome, code = TaskOutcome(wire.TaskStatus.ABORTED, {}, "aborted"), \
+                    wire.ResponseCode.FAILED
+            elif not self._accepting:
+                # Shutdown past its drain budget: let another delegate run it.
+                shipper.warn("delegate stopping; task handed back to the manager")
+                outcome = TaskOutcome(wire.TaskStatus.FAILED, {}, "delegate shut down")
+                code = wire.ResponseCode.RETRY_ON_OTHER_DELEGATE
+            else:
+                raise
+        finally:
+            elapsed = time.monotonic() - started
+            self._metrics.task_seconds.labels(task_type=package.task_type).observe(elapsed)
+        await asyncio.shield(self._close_and_finish(task_id, shipper, outcome, code))
+
+    async def _close_and_finish(self, task_id: str, shipper: LogShipper, outcome: TaskOutcome,
+                                code: wire.ResponseCode) -> None:
+        await shipper.close()
+        await self._finish(task_id, outcome, code)
+
+    async def _run_handler(
+        self, package: wire.DelegateTaskPackage, shipper: LogShipper, timeout_s: float
+    ) -> tuple[TaskOutcome, wire.ResponseCode]:
+        kind = registry.get(package.task_type)
+        if kind is None:
+            message = (f"unknown task type {package.task_type!r}; this delegate runs "
+                       f"{', '.join(registry.names())}")
+            shipper.error(message)
+            return TaskOutcome(wire.TaskStatus.ERRORED, {}, message), wire.ResponseCode.FAILED
+        size = len(json.dumps(package.data))
+        if size > wire.MAX_TASK_DATA_BYTES:
+            message = f"task data is {size} bytes; the limit is {wire.MAX_TASK_DATA_BYTES}"
+            shipper.error(message)
+            return TaskOutcome(wire.TaskStatus.ERRORED, {}, message), wire.ResponseCode.FAILED
+        try:
+            data = kind.input_model.model_validate(package.data)
+        except ValidationError as exc:
+            message = f"invalid data for {package.task_type}: " + _describe(exc)
+            shipper.error(message)
+            return TaskOutcome(wire.TaskStatus.ERRORED, {}, message), wire.ResponseCode.FAILED
+        ctx = TaskContext(task_id=package.delegate_task_id, account_id=package.account_id,
+                          timeout_s=timeout_s, log=shipper, work_dir=self._s.delegate_work_dir)
+        try:
+            async with asyncio.timeout(timeout_s + self.grace_s):
+                outcome = await kind.handler(ctx, data)
+        except TimeoutError:
+            message = f"task exceeded its timeout of {timeout_s:.0f}s and was cancelled"
+            shipper.error(message)
+            return TaskOutcome(wire.TaskStatus.EXPIRED, {}, message), wire.ResponseCode.FAILED
+        except TaskError as exc:
+            shipper.error(str(exc))
+            return TaskOutcome(wire.TaskStatus.ERRORED, {}, str(exc)), wire.ResponseCode.FAILED
+        except PermanentError as exc:
+            shipper.error(str(exc))
+            return TaskOutcome(wire.TaskStatus.FAILED, {}, str(exc)), wire.ResponseCode.OK
+        except DelegateError as exc:
+            shipper.error(str(exc))
+            return TaskOutcome(wire.TaskStatus.FAILED, {}, str(exc)), wire.ResponseCode.OK
+        except Exception as exc:  # noqa: BLE001 - a handler bug fails its task only
+            _log.exception("task.handler_crashed", task_type=package.task_type)
+            message = f"internal error in {package.task_type}: {type(exc).__name__}: {exc}"
+            shipper.error(message)
+            return TaskOutcome(wire.TaskStatus.FAILED, {}, message), wire.ResponseCode.OK
+        return outcome, wire.ResponseCode.OK
+
+    async def _finish(self, task_id: str, outcome: TaskOutcome, code: wire.ResponseCode) -> None:
+        response = {**outcome.response, "status": outcome.status.value}
+        if outcome.error_message:
+            response["errorMessage"] = log.scrub(outcome.error_message)
+        result = wire.TaskResult(account_id=self._s.account_id, response_code=code,
+                                 response=response, delegate_instance_id=self._instance_id)
+        await asyncio.to_thread(self.spool.write, task_id, result)
+        self.sender.submit(task_id)
+        self._metrics.tasks_finished.labels(status=outcome.status.value).inc()
+        _log.info("task.finished", status=outcome.status.value, error=outcome.error_message)
+
+    # --- shutdown ------------------------------------------------------------------------------
+
+    async def drain(self, budget_s: float) -> bool:
+        """Wait up to `budget_s` for running tasks; cancel the rest. True if all finished."""
+        self.stop_acquiring()
+        deadline = time.monotonic() + budget_s
+        finished = True
+        if self._inflight:
+            _log.info("tasks.draining", running=len(self._inflight), budget_s=budget_s)
+            try:
+                await asyncio.wait_for(self._idle.wait(), budget_s)
+            except TimeoutError:
+                finished = False
+                pending = list(self._inflight.values())
+                _log.warning("tasks.drain_timeout", cancelling=len(pending))
+                for task in pending:
+                    task.cancel("delegate shutting down")
+                await asyncio.wait(pending, timeout=5.0)
+        remaining = max(deadline - time.monotonic(), 1.0)
+        if not await self.sender.wait_idle(remaining):
+            _log.warning("tasks.results_unsent", count=len(self.sender.unsent),
+                         note="kept in the spool; sent by the next start")
+        return finished
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False)[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ())) or "data"
+        parts.append(f"{where}: {error.get('msg')}")
+    return "; ".join(parts)

@@ -1,0 +1,133 @@
+"""The result spool: a result is on disk before it is sent, and leaves only once the manager has it.
+
+`<work dir>/spool/results/<taskId>.json`, written atomically. The sender retries a result until the
+manager confirms it (2xx) or refuses it for good (4xx: the task is not ours any more). Results left
+by a previous process (a crash, an upgrade) are sent when the next one starts, so neither a manager
+outage nor a delegate restart loses one; the manager applies a repeat at most once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from pathlib import Path
+
+from delegate import log, retry, wire
+from delegate.client import ManagerClient
+from delegate.errors import ManagerRejected, PermanentError, TransientError
+
+_log = log.get("delegate.tasks.spool")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+
+SEND_POLICY = retry.RetryPolicy(
+    initial_s=0.2, max_backoff_s=5.0, max_attempts=None, max_total_s=None,
+    retry_on=(TransientError,),
+)
+
+
+class ResultSpool:
+    def __init__(self, work_dir: Path) -> None:
+        self.dir = work_dir / "spool" / "results"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, task_id: str) -> Path:
+        if not _SAFE_ID.match(task_id):
+            raise ValueError(f"task id {task_id[:40]!r} is not a safe file name")
+        return self.dir / f"{task_id}.json"
+
+    def write(self, task_id: str, result: wire.TaskResult) -> None:
+        path = self._path(task_id)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(result.model_dump_json(by_alias=True, exclude_none=True))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def read(self, task_id: str) -> wire.TaskResult | None:
+        try:
+            return wire.TaskResult.model_validate_json(self._path(task_id).read_bytes())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            _log.error("spool.corrupt", task_id=task_id)
+            self.remove(task_id)
+            return None
+
+    def remove(self, task_id: str) -> None:
+        self._path(task_id).unlink(missing_ok=True)
+
+    def pending(self) -> list[str]:
+        return sorted(p.stem for p in self.dir.glob("*.json"))
+
+
+class ResultSender:
+    """Sends spooled results, a bounded number at a time, until each is confirmed."""
+
+    def __init__(self, client: ManagerClient, spool: ResultSpool, registered: asyncio.Event,
+                 parallel: int = 16) -> None:
+        self._client = client
+        self._spool = spool
+        self._registered = registered
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._parallel = parallel
+        self.unsent: set[str] = set(spool.pending())
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def submit(self, task_id: str) -> None:
+        """The result is already in the spool; send it."""
+        self.unsent.add(task_id)
+        self._idle.clear()
+        self._queue.put_nowait(task_id)
+
+    async def run(self) -> None:
+        for task_id in sorted(self.unsent):
+            self._queue.put_nowait(task_id)
+        if self.unsent:
+            self._idle.clear()
+            _log.info("spool.resending", count=len(self.unsent))
+        async with asyncio.TaskGroup() as group:
+            for i in range(self._parallel):
+                group.create_task(self._worker(), name=f"results.sender{i}")
+
+    async def _worker(self) -> None:
+        while True:
+            task_id = await self._queue.get()
+            try:
+                await self._send(task_id)
+            finally:
+                self._queue.task_done()
+                if not self.unsent:
+                    self._idle.set()
+
+    async def _send(self, task_id: str) -> None:
+        result = await asyncio.to_thread(self._spool.read, task_id)
+        if result is None:
+            self.unsent.discard(task_id)
+            return
+        await self._registered.wait()
+
+        async def attempt() -> None:
+            meta = await self._client.send_result(task_id, result)
+            _log.info(
+                "task.result_sent", task_id=task_id, status=result.response.get("status"),
+                duplicate=bool(meta.get("duplicate")),
+            )
+
+        try:
+            await retry.call("task.result", attempt, SEND_POLICY)
+        except ManagerRejected as exc:
+            _log.warning("task.result_refused", task_id=task_id, error=str(exc))
+        except PermanentError as exc:
+            _log.error("task.result_refused", task_id=task_id, error=str(exc))
+        await asyncio.to_thread(self._spool.remove, task_id)
+        self.unsent.discard(task_id)
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
