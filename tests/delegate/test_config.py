@@ -1,0 +1,77 @@
+"""The task spec environment: good values parse, bad ones exit 3 naming each variable, no secret leaks."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+
+import pytest
+
+from delegate import config
+from delegate.errors import ConfigError
+from tests.support import REPO, python_env
+
+TOKEN = "0123456789abcdef0123456789abcdef"
+BASE = {"ACCOUNT_ID": "acc1", "DELEGATE_TOKEN": TOKEN, "MANAGER_HOST_AND_PORT": "https://m:443/"}
+
+
+def test_task_spec_environment_parses() -> None:
+    s = config.load({
+        **BASE, "DELEGATE_TYPE": "ecs", "POLL_FOR_TASKS": "true", "DELEGATE_GROUP_NAME": "g",
+        "DELEGATE_TAGS": "a, b,,c", "DELEGATE_TASK_CAPACITY": "4", "DEPLOY_MODE": "KUBERNETES",
+        "HOSTNAME": "Harness-ECS-Delegate", "DELEGATE_RESOURCE_THRESHOLD": "70",
+        "DELEGATE_CHECK_LOCATION": "delegateprod.txt", "INIT_SCRIPT": "echo hi",
+    })
+    assert s.is_ecs and s.poll_for_tasks and s.delegate_task_capacity == 4
+    assert s.delegate_tags == ["a", "b", "c"]
+    assert s.hostname == "Harness-ECS-Delegate"
+    assert s.manager_host_and_port == "https://m:443"
+    assert s.api_base == "https://m:443/api"
+    assert s.token_hex == TOKEN
+    assert TOKEN not in repr(s)
+
+
+def test_account_secret_wins_and_base64_is_accepted() -> None:
+    other = "f" * 32
+    s = config.load({**BASE, "ACCOUNT_SECRET": base64.b64encode(other.encode()).decode()})
+    assert s.token_hex == other
+
+
+def test_proxy_url_and_no_proxy() -> None:
+    s = config.load({**BASE, "PROXY_HOST": "proxy", "PROXY_PORT": "3128", "PROXY_USER": "u",
+                     "PROXY_PASSWORD": "p%40ss", "NO_PROXY": ".internal,m"})
+    assert s.proxy_url == "http://u:p%40ss@proxy:3128"
+    assert s.proxy_for("https://m:443") is None
+    assert s.proxy_for("https://x.internal") is None
+    assert s.proxy_for("https://elsewhere") == "http://u:p%40ss@proxy:3128"
+
+
+def test_every_bad_variable_is_named_without_its_value() -> None:
+    bad_token = "not-a-token-" + "9" * 20
+    with pytest.raises(ConfigError) as info:
+        config.load({"DELEGATE_TOKEN": bad_token, "MANAGER_HOST_AND_PORT": "ftp://m",
+                     "DELEGATE_TASK_CAPACITY": "many", "POLL_FOR_TASKS": "sometimes"})
+    message = str(info.value)
+    for name in ("ACCOUNT_ID", "DELEGATE_TOKEN", "MANAGER_HOST_AND_PORT",
+                 "DELEGATE_TASK_CAPACITY", "POLL_FOR_TASKS"):
+        assert name in message
+    assert bad_token not in message
+    assert "32 hexadecimal" in message
+
+
+def test_missing_token_is_named() -> None:
+    with pytest.raises(ConfigError, match="DELEGATE_TOKEN"):
+        config.load({"ACCOUNT_ID": "a", "MANAGER_HOST_AND_PORT": "http://m"})
+
+
+@pytest.mark.timeout(30)
+def test_process_exits_3_with_one_message() -> None:
+    secret = "s3cr3t-" + "a" * 30
+    env = python_env(ACCOUNT_ID="a", DELEGATE_TOKEN=secret, MANAGER_HOST_AND_PORT="m:80")
+    done = subprocess.run([sys.executable, "-m", "delegate"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=25)
+    assert done.returncode == 3
+    assert "DELEGATE_TOKEN" in done.stderr and "MANAGER_HOST_AND_PORT" in done.stderr
+    assert secret not in done.stderr + done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1
