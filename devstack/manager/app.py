@@ -1,0 +1,143 @@
+"""The local manager's web app and lifecycle.
+
+Adding routes: write a module with `add_routes(app: web.Application) -> None` (look at
+`setup_api.py`), reach the state with `request.app[MANAGER]`, check callers with
+`check_api_key` (people) or `manager.auth.check_request` (delegates), answer with
+`envelope.ok(...)` / raise `envelope.ApiError`, and add the function to `ROUTES` below. That tuple is
+the only place routes are registered (e.g. the ECS task-spec download at
+`GET /api/setup/delegates/ecs-task-spec`, or a storage area for published delegate versions).
+
+`ManagerServer` runs the app inside the caller's event loop (`web.AppRunner`, no signal handling of
+its own) together with the one periodic job, `manager.ticker`; tests use it directly, `cli.py`
+wraps it with signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import tempfile
+from collections.abc import Callable
+
+import structlog
+from aiohttp import web
+
+from devstack.manager import agent_api, pages, profiles, setup_api, stream
+from devstack.manager.core import MANAGER, Manager
+from devstack.manager.db import Account
+from devstack.manager.envelope import CLIENT_MAX_SIZE, error_middleware
+from devstack.manager.settings import ManagerSettings
+
+log = structlog.get_logger("devstack.manager")
+
+ROUTES: tuple[Callable[[web.Application], None], ...] = (
+    agent_api.add_routes,
+    stream.add_routes,
+    profiles.add_routes,
+    setup_api.add_routes,
+    pages.add_routes,
+)
+
+SHUTDOWN_TIMEOUT_S = 5.0
+
+
+def build_app(manager: Manager) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=CLIENT_MAX_SIZE)
+    app[MANAGER] = manager
+    for add_routes in ROUTES:
+        add_routes(app)
+
+    async def close_streams(_: web.Application) -> None:
+        await manager.hub.close_all()
+
+    app.on_shutdown.append(close_streams)
+    return app
+
+
+def write_env(settings: ManagerSettings, account: Account, port: int) -> None:
+    """`DATA_DIR/delegate.env`, written atomically so a reader never sees half of it."""
+    text = (
+        f"ACCOUNT_ID={account.account_id}\n"
+        f"DELEGATE_TOKEN={account.delegate_token}\n"
+        f"MANAGER_HOST_AND_PORT=http://127.0.0.1:{port}\n"
+        f"DEVSTACK_API_KEY={account.api_key}\n"
+    )
+    fd, tmp = tempfile.mkstemp(dir=settings.data_dir, prefix=".delegate.env.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, settings.env_path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class ManagerServer:
+    """The app on a TCP port plus the periodic job, in the caller's event loop."""
+
+    def __init__(self, settings: ManagerSettings) -> None:
+        self.settings = settings
+        self.manager: Manager | None = None
+        self.port = 0
+        self.failed = asyncio.Event()  # set if the periodic job dies: the owner should stop
+        self._runner: web.AppRunner | None = None
+        self._ticker: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def account(self) -> Account:
+        assert self.manager is not None, "start() first"
+        return self.manager.account
+
+    async def start(self) -> None:
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.env_path.unlink(missing_ok=True)  # a stale file would point at a dead port
+        self.manager = Manager(settings)
+        self._runner = web.AppRunner(build_app(self.manager), handle_signals=False,
+                                     shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, settings.host, settings.port, reuse_address=True)
+        await site.start()
+        server = site._server  # aiohttp exposes no public accessor for the bound port
+        sockets = getattr(server, "sockets", None) or []
+        self.port = int(sockets[0].getsockname()[1]) if sockets else settings.port
+        self._ticker = asyncio.create_task(self._tick_forever(), name="manager.ticker")
+        self._ticker.add_done_callback(self._on_ticker_done)
+        write_env(settings, self.manager.account, self.port)
+        log.info("manager.started", url=self.url, account_id=self.manager.account.account_id,
+                 data_dir=str(settings.data_dir))
+
+    async def _tick_forever(self) -> None:
+        assert self.manager is not None
+        while True:
+            await asyncio.sleep(self.settings.tick_s)
+            try:
+                await self.manager.tick()
+            except sqlite3.OperationalError as exc:  # e.g. a locked database: try next tick
+                log.warning("manager.tick_failed", error=str(exc))
+
+    def _on_ticker_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("manager.ticker_died", error=repr(task.exception()))
+            self.failed.set()
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.manager is not None:
+            self.manager.close()
+            self.manager = None
+        log.info("manager.stopped")

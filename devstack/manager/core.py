@@ -1,0 +1,149 @@
+"""The manager's state and the rules that span parts: one `Manager` per process.
+
+Handlers reach it as `request.app[MANAGER]`. It owns the SQLite connection, the delegate registry,
+the task store, the websocket hub and the dispatcher, and runs the periodic job (`tick`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from delegate.wire import (
+    DelegateParams,
+    DelegateTaskAbortEvent,
+    DelegateTaskEvent,
+    TaskStatus,
+)
+from devstack.manager import db
+from devstack.manager.auth import AgentAuth
+from devstack.manager.delegates import DelegateRecord, Delegates
+from devstack.manager.dispatch import Dispatcher, matches
+from devstack.manager.hub import StreamHub
+from devstack.manager.settings import ManagerSettings
+from devstack.manager.tasks import NewTask, TaskStore, target
+
+log = structlog.get_logger("devstack.manager")
+
+
+class Manager:
+    def __init__(self, settings: ManagerSettings) -> None:
+        self.settings = settings
+        self.conn: sqlite3.Connection = db.connect(settings.db_path)
+        self.account = db.load_or_create_account(self.conn)
+        self.auth = AgentAuth(self.account)
+        self.delegates = Delegates(self.conn, disconnect_after_s=settings.disconnect_after_s,
+                                   ecs_stale_slot_s=settings.ecs_stale_slot_s)
+        self.tasks = TaskStore(self.conn, validation_timeout_s=settings.validation_timeout_s)
+        self.hub = StreamHub()
+        self.dispatcher = Dispatcher(self.delegates, self.hub, fanout=settings.broadcast_fanout)
+        self._rebroadcast_ms = int(settings.rebroadcast_s * 1000)
+        self._orphan_ms = int(settings.task_orphan_s * 1000)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- delegates -----------------------------------------------------------------------------
+
+    def heartbeat(self, params: DelegateParams) -> DelegateRecord:
+        now = db.now_ms()
+        rec = self.delegates.heartbeat(params, now)
+        self.tasks.touch_listed(rec.delegate_id, params.currently_executing_delegate_tasks, now)
+        return rec
+
+    def pending_events(self, rec: DelegateRecord, limit: int = 100) -> list[dict[str, Any]]:
+        """Task events for QUEUED tasks this delegate may take, then abort events for its tasks."""
+        now = db.now_ms()
+        events: list[dict[str, Any]] = []
+        for row in self.tasks.queued():
+            t = target(row)
+            if matches(rec, t):
+                events.append(DelegateTaskEvent(
+                    account_id=t.account_id, delegate_task_id=t.task_id, sync=t.sync,
+                    task_type=t.task_type).dump())
+                if len(events) >= limit:
+                    break
+        for task_id in self.tasks.abort_events_for(rec.delegate_id, now):
+            events.append(DelegateTaskAbortEvent(account_id=rec.account_id,
+                                                 delegate_task_id=task_id).dump())
+        return events
+
+    # --- tasks ---------------------------------------------------------------------------------
+
+    async def submit(self, new: NewTask) -> str:
+        now = db.now_ms()
+        row = self.tasks.submit(new, now)
+        await self._broadcast(row, now)
+        return str(row["task_id"])
+
+    async def _broadcast(self, row: sqlite3.Row, now: int) -> None:
+        round_no = int(row["broadcast_round"])
+        await self.dispatcher.broadcast(target(row), round_no, now)
+        self.tasks.mark_broadcast(row["task_id"], round_no + 1, now + self._rebroadcast_ms)
+
+    async def abort(self, task_id: str) -> None:
+        now = db.now_ms()
+        before = self.tasks.abort(task_id, now)
+        delegate_id = before["delegate_id"]
+        if delegate_id and before["acquired_at"] is not None:
+            event = DelegateTaskAbortEvent(account_id=before["account_id"],
+                                           delegate_task_id=task_id).dump()
+            await self.hub.send(delegate_id, event)
+
+    async def requeued(self, task_id: str) -> None:
+        row = self.tasks.get(task_id)
+        if row is not None:
+            await self._broadcast(row, db.now_ms())
+
+    # --- the periodic job ----------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """Disconnect marking, expiry, re-queueing lost tasks, rebroadcasting. Called every ~1 s."""
+        now = db.now_ms()
+        self.delegates.mark_disconnected(now)
+        self._expire(now)
+        self._requeue_orphans(now)
+        for row in self.tasks.due_broadcasts(now):
+            await self._broadcast(row, now)
+
+    def _expire(self, now: int) -> None:
+        for row in self.tasks.due(now):
+            status = row["status"]
+            if status == TaskStatus.QUEUED:
+                reason = self.dispatcher.reason(target(row), now)
+                self.tasks.finish(row["task_id"], status, TaskStatus.EXPIRED,
+                                  f"not acquired within {row['timeout_ms']} ms: {reason}", now)
+            elif status == TaskStatus.VALIDATING:
+                reasons = db.from_json(row["capability_failures"], []) or [
+                    "no delegate reported passing capability checks"]
+                self.tasks.finish(row["task_id"], status, TaskStatus.FAILED,
+                                  "capability checks failed: " + "; ".join(reasons), now)
+            else:
+                self.tasks.finish(
+                    row["task_id"], status, TaskStatus.EXPIRED,
+                    f"delegate {row['delegate_id']} sent no result within timeoutMs "
+                    f"({row['timeout_ms']} ms) + 60 s", now)
+
+    def _requeue_orphans(self, now: int) -> None:
+        cutoff = now - self._orphan_ms
+        for row in self.tasks.started_before(cutoff):
+            rec = self.delegates.get(row["delegate_id"])
+            if rec is None or not self.delegates.is_connected(rec, now):
+                why = f"delegate {row['delegate_id']} is disconnected"
+            elif (row["last_seen_at"] or 0) < cutoff:
+                why = (f"delegate {row['delegate_id']} has not listed it in its heartbeats for "
+                       f"{self.settings.task_orphan_s:g} s")
+            else:
+                continue
+            if row["requeue_on_loss"]:
+                if self.tasks.requeue(row["task_id"], row["timeout_ms"], now):
+                    log.info("task.requeued", task_id=row["task_id"], reason=why)
+            else:
+                self.tasks.finish(row["task_id"], TaskStatus.STARTED.value, TaskStatus.FAILED,
+                                  f"delegate lost: {why}", now)
+
+
+MANAGER = web.AppKey("manager", Manager)

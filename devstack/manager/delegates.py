@@ -1,0 +1,284 @@
+"""Delegate records: registration (non-ECS identity and ECS sequence-number rules), keep-alive,
+heartbeats, unregistering, and connected/disconnected status.
+
+Every record is held in memory (`Delegates.by_id`) and written through to SQLite, so dispatch and
+status checks never query the table; the database is read once at start.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from dataclasses import dataclass, field
+
+import structlog
+
+from delegate.wire import DelegateParams, DelegateType
+from devstack.manager.db import from_json, to_json
+from devstack.manager.envelope import ApiError
+
+log = structlog.get_logger("devstack.manager")
+
+_COLUMNS = (
+    "delegate_id", "account_id", "host_name", "host_base", "seq", "random_token", "delegate_type",
+    "delegate_name", "group_name", "group_id", "profile_id", "assigned_profile_id", "description",
+    "version", "ip", "tags", "supported_task_types", "polling", "instance_id", "connected",
+    "last_heartbeat", "registered_at",
+)
+_UPSERT = (
+    f"INSERT INTO delegates ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
+    " ON CONFLICT(delegate_id) DO UPDATE SET "
+    + ", ".join(f"{c}=excluded.{c}" for c in _COLUMNS[1:])
+)
+
+
+@dataclass
+class DelegateRecord:
+    delegate_id: str
+    account_id: str
+    host_name: str
+    host_base: str
+    seq: int | None
+    random_token: str | None
+    delegate_type: str
+    version: str
+    last_heartbeat: int
+    registered_at: int
+    delegate_name: str | None = None
+    group_name: str | None = None
+    group_id: str | None = None
+    profile_id: str | None = None
+    assigned_profile_id: str | None = None
+    description: str | None = None
+    ip: str = ""
+    tags: list[str] = field(default_factory=list)
+    supported_task_types: list[str] = field(default_factory=list)
+    polling: bool = False
+    instance_id: str | None = None
+    connected: bool = True
+
+    @property
+    def is_ecs(self) -> bool:
+        return self.seq is not None
+
+    @property
+    def labels(self) -> set[str]:
+        """What task selectors may name: tags, the delegate name and the group name."""
+        names = set(self.tags)
+        if self.delegate_name:
+            names.add(self.delegate_name)
+        if self.group_name:
+            names.add(self.group_name)
+        return names
+
+    def row(self) -> tuple[object, ...]:
+        return (
+            self.delegate_id, self.account_id, self.host_name, self.host_base, self.seq,
+            self.random_token, self.delegate_type, self.delegate_name, self.group_name,
+            self.group_id, self.profile_id, self.assigned_profile_id, self.description,
+            self.version, self.ip, to_json(self.tags), to_json(self.supported_task_types),
+            int(self.polling), self.instance_id, int(self.connected), self.last_heartbeat,
+            self.registered_at,
+        )
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> DelegateRecord:
+        return cls(
+            delegate_id=row["delegate_id"], account_id=row["account_id"],
+            host_name=row["host_name"], host_base=row["host_base"], seq=row["seq"],
+            random_token=row["random_token"], delegate_type=row["delegate_type"],
+            version=row["version"], last_heartbeat=row["last_heartbeat"],
+            registered_at=row["registered_at"], delegate_name=row["delegate_name"],
+            group_name=row["group_name"], group_id=row["group_id"],
+            profile_id=row["profile_id"], assigned_profile_id=row["assigned_profile_id"],
+            description=row["description"], ip=row["ip"], tags=from_json(row["tags"], []),
+            supported_task_types=from_json(row["supported_task_types"], []),
+            polling=bool(row["polling"]), instance_id=row["instance_id"],
+            connected=bool(row["connected"]),
+        )
+
+    def apply(self, params: DelegateParams, now: int) -> None:
+        """Take what the delegate says about itself now; keep copied values it does not send."""
+        self.delegate_type = params.delegate_type
+        self.version = params.version
+        self.ip = params.ip
+        self.delegate_name = params.delegate_name or self.delegate_name
+        self.group_name = params.delegate_group_name or self.group_name
+        self.group_id = params.delegate_group_id or self.group_id
+        self.profile_id = params.delegate_profile_id or self.profile_id
+        self.description = params.description or self.description
+        if params.tags:
+            self.tags = list(dict.fromkeys(params.tags))
+        self.supported_task_types = list(params.supported_task_types)
+        self.polling = params.polling_mode_enabled
+        self.instance_id = params.delegate_instance_id or self.instance_id
+        self.connected = True
+        self.last_heartbeat = now
+
+
+def _parse_seq(value: str | None) -> int | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        seq = int(value)
+    except ValueError:
+        return None
+    return seq if seq >= 0 else None
+
+
+class Delegates:
+    """The registry of delegate records, in memory and in SQLite."""
+
+    def __init__(self, conn: sqlite3.Connection, *, disconnect_after_s: float,
+                 ecs_stale_slot_s: float) -> None:
+        self._conn = conn
+        self._disconnect_ms = int(disconnect_after_s * 1000)
+        self._stale_ms = int(ecs_stale_slot_s * 1000)
+        self.by_id: dict[str, DelegateRecord] = {
+            row["delegate_id"]: DelegateRecord.from_row(row)
+            for row in conn.execute("SELECT * FROM delegates")
+        }
+
+    # --- status --------------------------------------------------------------------------------
+
+    def is_connected(self, rec: DelegateRecord, now: int) -> bool:
+        return rec.connected and now - rec.last_heartbeat <= self._disconnect_ms
+
+    def connected(self, now: int) -> list[DelegateRecord]:
+        return [r for r in self.by_id.values() if self.is_connected(r, now)]
+
+    def _is_stale(self, rec: DelegateRecord, now: int) -> bool:
+        return not rec.connected or now - rec.last_heartbeat > self._stale_ms
+
+    def mark_disconnected(self, now: int) -> list[str]:
+        """Flip records past the disconnect threshold; returns their ids."""
+        gone = [r for r in self.by_id.values()
+                if r.connected and now - r.last_heartbeat > self._disconnect_ms]
+        for rec in gone:
+            rec.connected = False
+            self._conn.execute("UPDATE delegates SET connected=0 WHERE delegate_id=?",
+                               (rec.delegate_id,))
+            log.info("delegate.disconnected", delegate_id=rec.delegate_id,
+                     host_name=rec.host_name, reason="no heartbeat")
+        return [r.delegate_id for r in gone]
+
+    def get(self, delegate_id: str | None) -> DelegateRecord | None:
+        return self.by_id.get(delegate_id) if delegate_id else None
+
+    def require(self, delegate_id: str) -> DelegateRecord:
+        rec = self.by_id.get(delegate_id)
+        if rec is None:
+            raise ApiError(404, "DELEGATE_NOT_FOUND",
+                           f"delegate {delegate_id!r} is not registered; register again")
+        return rec
+
+    def save(self, rec: DelegateRecord) -> None:
+        self._conn.execute(_UPSERT, rec.row())
+        self.by_id[rec.delegate_id] = rec
+
+    # --- register / keep-alive -----------------------------------------------------------------
+
+    def register(self, params: DelegateParams, now: int) -> DelegateRecord:
+        if params.delegate_type == DelegateType.ECS:
+            rec = self._register_ecs(params, now)
+        else:
+            rec = self._register_plain(params, now)
+        self.save(rec)
+        return rec
+
+    def _new(self, params: DelegateParams, now: int, *, host_name: str, seq: int | None,
+             token: str | None) -> DelegateRecord:
+        rec = DelegateRecord(
+            delegate_id=uuid.uuid4().hex[:22], account_id=params.account_id,
+            host_name=host_name, host_base=params.host_name, seq=seq, random_token=token,
+            delegate_type=params.delegate_type, version=params.version,
+            last_heartbeat=now, registered_at=now,
+        )
+        rec.apply(params, now)
+        return rec
+
+    def _register_plain(self, params: DelegateParams, now: int) -> DelegateRecord:
+        rec = self.get(params.delegate_id)
+        if rec is None or rec.account_id != params.account_id:
+            same_host = [r for r in self.by_id.values()
+                         if r.account_id == params.account_id and r.host_name == params.host_name
+                         and not r.is_ecs]
+            rec = max(same_host, key=lambda r: r.last_heartbeat, default=None)
+        if rec is None:
+            rec = self._new(params, now, host_name=params.host_name, seq=None, token=None)
+            log.info("delegate.registered", delegate_id=rec.delegate_id, host_name=rec.host_name)
+            return rec
+        rec.apply(params, now)
+        return rec
+
+    def _register_ecs(self, params: DelegateParams, now: int) -> DelegateRecord:
+        token = (params.delegate_random_token or "").strip()
+        if not token:
+            raise ApiError(400, "INVALID_REQUEST",
+                           "field 'delegateRandomToken' is required for delegateType ECS")
+        slots = [r for r in self.by_id.values()
+                 if r.account_id == params.account_id and r.host_base == params.host_name
+                 and r.is_ecs]
+        seq = _parse_seq(params.sequence_num)
+        # 1. the same (seq, token): this task takes its slot back
+        for rec in slots:
+            if seq is not None and rec.seq == seq and rec.random_token == token:
+                rec.apply(params, now)
+                return rec
+        # 2. a stale slot: the new task inherits its number, tags, profile and description
+        stale = sorted((r for r in slots if self._is_stale(r, now)), key=lambda r: r.seq or 0)
+        if stale:
+            old = stale[0]
+            rec = self._new(params, now, host_name=old.host_name, seq=old.seq, token=token)
+            rec.tags = list(dict.fromkeys([*old.tags, *rec.tags]))
+            rec.profile_id = rec.profile_id or old.profile_id
+            rec.assigned_profile_id = old.assigned_profile_id
+            rec.description = rec.description or old.description
+            self._conn.execute("DELETE FROM delegates WHERE delegate_id=?", (old.delegate_id,))
+            del self.by_id[old.delegate_id]
+            log.info("delegate.ecs_slot_reused", delegate_id=rec.delegate_id,
+                     old_delegate_id=old.delegate_id, host_name=rec.host_name)
+            return rec
+        # 3. the lowest free sequence number
+        used = {r.seq for r in slots}
+        free = next(n for n in range(len(used) + 1) if n not in used)
+        rec = self._new(params, now, host_name=f"{params.host_name}_{free}", seq=free, token=token)
+        log.info("delegate.registered", delegate_id=rec.delegate_id, host_name=rec.host_name)
+        return rec
+
+    # --- heartbeat / unregister ----------------------------------------------------------------
+
+    def heartbeat(self, params: DelegateParams, now: int) -> DelegateRecord:
+        if not params.delegate_id:
+            raise ApiError(400, "INVALID_REQUEST", "field 'delegateId' is required; register first")
+        rec = self.require(params.delegate_id)
+        was_connected = self.is_connected(rec, now)
+        rec.apply(params, now)
+        self.save(rec)
+        if not was_connected:
+            log.info("delegate.connected", delegate_id=rec.delegate_id, host_name=rec.host_name)
+        return rec
+
+    def touch(self, rec: DelegateRecord, now: int) -> None:
+        rec.connected = True
+        rec.last_heartbeat = now
+        self._conn.execute(
+            "UPDATE delegates SET connected=1, last_heartbeat=? WHERE delegate_id=?",
+            (now, rec.delegate_id))
+
+    def unregister(self, delegate_id: str) -> DelegateRecord:
+        rec = self.require(delegate_id)
+        rec.connected = False
+        self._conn.execute("UPDATE delegates SET connected=0 WHERE delegate_id=?", (delegate_id,))
+        log.info("delegate.unregistered", delegate_id=delegate_id, host_name=rec.host_name)
+        return rec
+
+    def set_profile(self, delegate_id: str, profile_id: str | None) -> None:
+        rec = self.require(delegate_id)
+        rec.assigned_profile_id = profile_id
+        self._conn.execute("UPDATE delegates SET assigned_profile_id=? WHERE delegate_id=?",
+                           (profile_id, delegate_id))
+
+    def save_profile_result(self, delegate_id: str, result_json: str) -> None:
+        self._conn.execute("UPDATE delegates SET profile_result=? WHERE delegate_id=?",
+                           (result_json, delegate_id))
