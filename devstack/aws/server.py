@@ -1,0 +1,104 @@
+"""The local AWS in-process: moto's threaded server plus the ECS scheduler beside it.
+
+    with LocalAws(port=0) as aws:
+        ecs = boto3.client("ecs", endpoint_url=aws.endpoint_url, region_name="us-east-1", ...)
+
+Every request is served under `ecs_model.LOCK` (see `_Serialized`), the same lock the scheduler
+ticks under, so clients see each change whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.request
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
+
+from devstack.aws import ecs_model
+from devstack.aws.scheduler import Scheduler
+from devstack.aws.timing import Timing
+
+DEFAULT_HOST = "127.0.0.1"
+REGION = "us-east-1"
+
+
+class _Serialized:
+    """WSGI middleware: one request at a time, the scheduler's tick excluded meanwhile."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self._app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        with ecs_model.LOCK:
+            return list(self._app(environ, start_response))
+
+
+class _Server(ThreadedMotoServer):
+    def _server_entry(self) -> None:
+        app = _Serialized(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(self._ip_address, self._port, app, threaded=True)
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
+class LocalAws:
+    """moto's server on `host:port` (0 picks a free port) with the ECS scheduler running."""
+
+    def __init__(
+        self, port: int = 0, host: str = DEFAULT_HOST, timing: Timing | None = None, **timing_overrides: float
+    ) -> None:
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port={port}: give 0 (any free port) or 1-65535")
+        self.timing = timing or Timing(**timing_overrides)
+        self._server = _Server(ip_address=host, port=port, verbose=False)
+        self.scheduler = Scheduler(self.timing)
+        self.host, self.port = host, port
+        self._started = False
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> LocalAws:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log per request
+        self._server.start()
+        self.host, self.port = self._server.get_host_and_port()
+        self.scheduler.start()
+        self._started = True
+        return self
+
+    def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        self.scheduler.stop()
+        self._server.stop()
+
+    def reset(self) -> None:
+        """Forget every resource (moto's own reset); the scheduler carries on."""
+        url = f"{self.endpoint_url}/moto-api/reset"  # always http://127.0.0.1-ish, never file:
+        request = urllib.request.Request(url, method="POST")  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            response.read()
+
+    def client_kwargs(self) -> dict[str, str]:
+        """Keyword arguments for boto3.client(...) with dummy credentials."""
+        return {
+            "endpoint_url": self.endpoint_url,
+            "region_name": REGION,
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+        }
+
+    def __enter__(self) -> LocalAws:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
