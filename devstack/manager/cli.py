@@ -40,12 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def configure_logging(level: str) -> None:
+    """JSON lines unless stderr is a terminal, where key=value pairs read better."""
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level)
+    renderer: structlog.typing.Processor = (
+        structlog.processors.KeyValueRenderer(key_order=["timestamp", "level", "event"])
+        if sys.stderr.isatty() else structlog.processors.JSONRenderer())
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.KeyValueRenderer(key_order=["timestamp", "level", "event"]),
+            renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),

@@ -1,0 +1,171 @@
+"""The local manager in-process on 127.0.0.1:0, and a small HTTP/websocket agent to talk to it.
+
+`Agent` is not a fake of the delegate: it is the test's own client, speaking the wire models of
+`delegate.wire` over real HTTP and websockets, so each test can control exactly what is sent.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from delegate.auth import TokenProvider
+from devstack.manager.app import ManagerServer
+from devstack.manager.settings import ManagerSettings
+
+FAST = {"tick_s": 0.05, "rebroadcast_s": 0.5}
+
+
+class Setup:
+    """The setup API with the API key."""
+
+    def __init__(self, session: aiohttp.ClientSession, server: ManagerServer) -> None:
+        self.session, self.server = session, server
+        self.headers = {"Authorization": f"Bearer {server.account.api_key}"}
+
+    async def call(self, method: str, path: str, body: Any = None,
+                   expect: int = 200) -> Any:
+        async with self.session.request(method, self.server.url + path, json=body,
+                                        headers=self.headers) as resp:
+            data = await resp.json()
+            assert resp.status == expect, (resp.status, data)
+            return data["resource"]
+
+    async def submit(self, task_type: str = "SHELL_SCRIPT", data: Any = None, **extra: Any) -> str:
+        body = {"taskType": task_type, "data": data or {"script": "true"}, **extra}
+        return str((await self.call("POST", "/api/setup/tasks", body))["taskId"])
+
+    async def task(self, task_id: str) -> dict[str, Any]:
+        return await self.call("GET", f"/api/setup/tasks/{task_id}")  # type: ignore[no-any-return]
+
+    async def delegates(self) -> list[dict[str, Any]]:
+        groups = (await self.call("GET", "/api/setup/delegates"))["groups"]
+        return [d for g in groups for d in g["delegates"]]
+
+
+class Agent:
+    """One delegate's side of the agent API."""
+
+    def __init__(self, session: aiohttp.ClientSession, server: ManagerServer, *,
+                 host_name: str = "Harness-ECS-Delegate", delegate_type: str = "ECS",
+                 token_hex: str | None = None, **params: Any) -> None:
+        self.session, self.server = session, server
+        self.account_id = server.account.account_id
+        self.tokens = TokenProvider(token_hex=token_hex or server.account.delegate_token,
+                                    account_id=self.account_id, host_name=host_name,
+                                    audience=server.url)
+        self.params: dict[str, Any] = {
+            "accountId": self.account_id, "hostName": host_name, "version": "1.0.0",
+            "delegateType": delegate_type, "delegateInstanceId": uuid.uuid4().hex, **params,
+        }
+        if delegate_type == "ECS":
+            self.params.setdefault("delegateRandomToken", uuid.uuid4().hex)
+        self.delegate_id: str | None = None
+
+    @property
+    def instance_id(self) -> str:
+        return str(self.params["delegateInstanceId"])
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Delegate {self.tokens.get()}", "accountId": self.account_id}
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
+        sep = "&" if "?" in path else "?"
+        url = f"{self.server.url}{path}{sep}accountId={self.account_id}"
+        async with self.session.request(method, url, json=body, headers=self.headers()) as resp:
+            return resp.status, await resp.json()
+
+    async def register(self, **changes: Any) -> dict[str, Any]:
+        self.params.update(changes)
+        status, body = await self.call("POST", "/api/agent/delegates/register", self.params)
+        assert status == 200, body
+        res: dict[str, Any] = body["resource"]
+        self.delegate_id = res["delegateId"]
+        self.params["delegateId"] = self.delegate_id
+        if res.get("sequenceNum") is not None:
+            self.params["sequenceNum"] = res["sequenceNum"]
+        return res
+
+    async def heartbeat(self, running: list[str] | None = None) -> tuple[int, dict[str, Any]]:
+        body = {**self.params, "currentlyExecutingDelegateTasks": running or []}
+        return await self.call("POST", "/api/agent/delegates/heartbeat-with-polling", body)
+
+    async def acquire(self, task_id: str) -> tuple[int, dict[str, Any]]:
+        return await self.call(
+            "PUT", f"/api/agent/delegates/{self.delegate_id}/tasks/{task_id}/acquire"
+                   f"?delegateInstanceId={self.instance_id}")
+
+    async def result(self, task_id: str, status: str = "SUCCEEDED", code: str = "OK",
+                     **response: Any) -> tuple[int, dict[str, Any]]:
+        body = {"accountId": self.account_id, "responseCode": code,
+                "response": {"status": status, **response},
+                "delegateInstanceId": self.instance_id}
+        return await self.call("POST", f"/api/agent/v2/tasks/{task_id}/delegates/"
+                                       f"{self.delegate_id}", body)
+
+    async def events(self) -> list[dict[str, Any]]:
+        status, body = await self.call(
+            "GET", f"/api/agent/delegates/{self.delegate_id}/task-events")
+        assert status == 200, body
+        return body["resource"]["delegateTaskEvents"]  # type: ignore[no-any-return]
+
+    async def stream(self) -> aiohttp.ClientWebSocketResponse:
+        url = (f"{self.server.url}/stream/delegate/{self.account_id}?delegateId="
+               f"{self.delegate_id}&token={self.tokens.get()}&version=1.0.0")
+        return await self.session.ws_connect(url, headers=self.headers())
+
+
+ServerFactory = Callable[..., Awaitable[ManagerServer]]
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s:
+        yield s
+
+
+@pytest.fixture
+async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
+    """Factory: `await start_server(**settings)`; every server started is stopped afterwards."""
+    started: list[ManagerServer] = []
+
+    async def start(data_dir: Path | None = None, **overrides: Any) -> ManagerServer:
+        settings = ManagerSettings(data_dir=data_dir or tmp_path / "data", **{**FAST, **overrides})
+        server = ManagerServer(settings)
+        await server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        await server.stop()
+
+
+@pytest.fixture
+async def server(start_server: ServerFactory) -> ManagerServer:
+    return await start_server()
+
+
+@pytest.fixture
+def setup(session: aiohttp.ClientSession, server: ManagerServer) -> Setup:
+    return Setup(session, server)
+
+
+@pytest.fixture
+def agent(session: aiohttp.ClientSession, server: ManagerServer) -> Callable[..., Agent]:
+    def make(**kwargs: Any) -> Agent:
+        return Agent(session, server, **kwargs)
+
+    return make
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
