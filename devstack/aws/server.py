@@ -10,6 +10,7 @@ ticks under, so clients see each change whole.
 from __future__ import annotations
 
 import logging
+import threading
 import urllib.request
 from collections.abc import Callable, Iterable
 from types import TracebackType
@@ -26,6 +27,11 @@ from devstack.aws.timing import Timing
 DEFAULT_HOST = "127.0.0.1"
 REGION = "us-east-1"
 
+# moto keeps its state in module globals: two servers in one process would share it (and two
+# schedulers would drive the same tasks), so only one LocalAws may run per process.
+_running: LocalAws | None = None
+_running_lock = threading.Lock()
+
 
 class _Serialized:
     """WSGI middleware: one request at a time, the scheduler's tick excluded meanwhile."""
@@ -39,11 +45,26 @@ class _Serialized:
 
 
 class _Server(ThreadedMotoServer):
+    """moto's threaded server with every request under the lock, and a bind error reported
+    (moto's own would wait forever for a server that failed to bind)."""
+
+    _bind_error: OSError | None = None
+
     def _server_entry(self) -> None:
         app = _Serialized(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server(self._ip_address, self._port, app, threaded=True)
+        try:
+            self._server = make_server(self._ip_address, self._port, app, threaded=True)
+        except OSError as exc:
+            self._bind_error = exc
+            self._server_ready_event.set()
+            return
         self._server_ready_event.set()
         self._server.serve_forever()
+
+    def start(self) -> None:
+        super().start()
+        if self._bind_error is not None:
+            raise self._bind_error
 
 
 class LocalAws:
@@ -65,8 +86,21 @@ class LocalAws:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> LocalAws:
+        global _running
+        with _running_lock:
+            if _running is not None:
+                raise RuntimeError(
+                    f"a LocalAws already runs in this process at {_running.endpoint_url}; "
+                    "moto's state is per process, so share that one (or start `devstack aws` as a process)"
+                )
+            _running = self
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log per request
-        self._server.start()
+        try:
+            self._server.start()
+        except OSError:
+            with _running_lock:
+                _running = None
+            raise
         self.host, self.port = self._server.get_host_and_port()
         self.scheduler.start()
         self._started = True
@@ -75,9 +109,12 @@ class LocalAws:
     def stop(self) -> None:
         if not self._started:
             return
+        global _running
         self._started = False
         self.scheduler.stop()
         self._server.stop()
+        with _running_lock:
+            _running = None
 
     def reset(self) -> None:
         """Forget every resource (moto's own reset); the scheduler carries on."""
