@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS delegates (
     polling INTEGER NOT NULL DEFAULT 0,
     instance_id TEXT,
     connected INTEGER NOT NULL DEFAULT 1,
+    unregistered INTEGER NOT NULL DEFAULT 0,
     last_heartbeat INTEGER NOT NULL,  -- manager clock, epoch ms
     registered_at INTEGER NOT NULL,
     profile_result TEXT

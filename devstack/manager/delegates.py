@@ -23,7 +23,7 @@ _COLUMNS = (
     "delegate_id", "account_id", "host_name", "host_base", "seq", "random_token", "delegate_type",
     "delegate_name", "group_name", "group_id", "profile_id", "assigned_profile_id", "description",
     "version", "ip", "tags", "supported_task_types", "polling", "instance_id", "connected",
-    "last_heartbeat", "registered_at",
+    "unregistered", "last_heartbeat", "registered_at",
 )
 _UPSERT = (
     f"INSERT INTO delegates ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
@@ -56,6 +56,7 @@ class DelegateRecord:
     polling: bool = False
     instance_id: str | None = None
     connected: bool = True
+    unregistered: bool = False  # said goodbye: its ECS slot is free at once
 
     @property
     def is_ecs(self) -> bool:
@@ -77,7 +78,8 @@ class DelegateRecord:
             self.random_token, self.delegate_type, self.delegate_name, self.group_name,
             self.group_id, self.profile_id, self.assigned_profile_id, self.description,
             self.version, self.ip, to_json(self.tags), to_json(self.supported_task_types),
-            int(self.polling), self.instance_id, int(self.connected), self.last_heartbeat,
+            int(self.polling), self.instance_id, int(self.connected), int(self.unregistered),
+            self.last_heartbeat,
             self.registered_at,
         )
 
@@ -94,7 +96,7 @@ class DelegateRecord:
             description=row["description"], ip=row["ip"], tags=from_json(row["tags"], []),
             supported_task_types=from_json(row["supported_task_types"], []),
             polling=bool(row["polling"]), instance_id=row["instance_id"],
-            connected=bool(row["connected"]),
+            connected=bool(row["connected"]), unregistered=bool(row["unregistered"]),
         )
 
     def apply(self, params: DelegateParams, now: int) -> None:
@@ -113,6 +115,7 @@ class DelegateRecord:
         self.polling = params.polling_mode_enabled
         self.instance_id = params.delegate_instance_id or self.instance_id
         self.connected = True
+        self.unregistered = False
         self.last_heartbeat = now
 
 
@@ -148,7 +151,7 @@ class Delegates:
         return [r for r in self.by_id.values() if self.is_connected(r, now)]
 
     def _is_stale(self, rec: DelegateRecord, now: int) -> bool:
-        return not rec.connected or now - rec.last_heartbeat > self._stale_ms
+        return rec.unregistered or now - rec.last_heartbeat > self._stale_ms
 
     def mark_disconnected(self, now: int) -> list[str]:
         """Flip records past the disconnect threshold; returns their ids."""
@@ -261,15 +264,19 @@ class Delegates:
 
     def touch(self, rec: DelegateRecord, now: int) -> None:
         rec.connected = True
+        rec.unregistered = False
         rec.last_heartbeat = now
         self._conn.execute(
-            "UPDATE delegates SET connected=1, last_heartbeat=? WHERE delegate_id=?",
+            "UPDATE delegates SET connected=1, unregistered=0, last_heartbeat=?"
+            " WHERE delegate_id=?",
             (now, rec.delegate_id))
 
     def unregister(self, delegate_id: str) -> DelegateRecord:
         rec = self.require(delegate_id)
         rec.connected = False
-        self._conn.execute("UPDATE delegates SET connected=0 WHERE delegate_id=?", (delegate_id,))
+        rec.unregistered = True
+        self._conn.execute("UPDATE delegates SET connected=0, unregistered=1 WHERE delegate_id=?",
+                           (delegate_id,))
         log.info("delegate.unregistered", delegate_id=delegate_id, host_name=rec.host_name)
         return rec
 
