@@ -62,11 +62,11 @@ def call(env: dict[str, str], method: str, path: str, body: Any = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
     if not url.startswith(("http://", "https://")):
         raise CliError(f"MANAGER_HOST_AND_PORT must be an http(s) URL, not {url!r}")
-    req = urllib.request.Request(url, data=data, method=method, headers={  # noqa: S310
+    req = urllib.request.Request(url, data=data, method=method, headers={
         "Authorization": f"Bearer {env['DEVSTACK_API_KEY']}",
         "Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as resp:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as resp:
             return json.loads(resp.read())["resource"]
     except urllib.error.HTTPError as exc:
         try:

@@ -93,7 +93,7 @@ class TaskStore:
              to_json(new.capabilities) if new.capabilities else None, int(new.requeue_on_loss),
              TaskStatus.QUEUED.value, now, now + new.timeout_ms, now),
         )
-        log.info("task.submitted", task_id=task_id, task_type=new.task_type,
+        log.debug("task.submitted", task_id=task_id, task_type=new.task_type,
                  selectors=new.selectors)
         return self.require(task_id)
 

@@ -247,3 +247,51 @@ async def test_setup_api_rejects_bad_task_input(setup: Setup) -> None:
     await setup.call("GET", "/api/setup/tasks/unknown", expect=404)
     listed = await setup.call("GET", "/api/setup/tasks?status=QUEUED")
     assert listed == {"tasks": []}
+
+
+async def test_broadcast_reaches_ten_delegates_per_round(
+        start_server: ServerFactory, session: aiohttp.ClientSession) -> None:
+    server = await start_server(rebroadcast_s=2.0)
+    setup = Setup(session, server)
+    agents = [Agent(session, server) for _ in range(12)]
+    sockets = []
+    for a in agents:
+        await a.register()
+        sockets.append(await a.stream())
+    try:
+        task_id = await setup.submit()
+
+        async def told(ws: aiohttp.ClientWebSocketResponse, within: float) -> bool:
+            try:
+                async with asyncio.timeout(within):
+                    while True:
+                        frame = json.loads((await ws.receive()).data)
+                        if frame.get("delegateTaskId") == task_id:
+                            return True
+            except TimeoutError:
+                return False
+
+        first = await asyncio.gather(*(told(ws, 1.0) for ws in sockets))
+        assert sum(first) == 10
+        rest = [ws for ws, got in zip(sockets, first, strict=True) if not got]
+        assert all(await asyncio.gather(*(told(ws, 5) for ws in rest)))  # the next round
+    finally:
+        for ws in sockets:
+            await ws.close()
+
+
+async def test_validation_without_a_passing_delegate_fails_with_the_reasons(
+        start_server: ServerFactory, session: aiohttp.ClientSession) -> None:
+    server = await start_server(validation_timeout_s=0.3)
+    setup = Setup(session, server)
+    a = Agent(session, server)
+    await a.register()
+    task_id = await setup.submit(capabilities=[{"capabilityType": "HTTP"}])
+    await a.acquire(task_id)
+    status, _ = await a.call(
+        "POST", f"/api/agent/delegates/{a.delegate_id}/tasks/{task_id}/report",
+        {"delegateInstanceId": a.instance_id,
+         "results": [{"capabilityType": "HTTP", "ok": False, "message": "no route to x"}]})
+    assert status == 422
+    task = await wait_status(setup, task_id, "FAILED")
+    assert "no route to x" in task["errorMessage"]
