@@ -227,11 +227,13 @@ class TaskStore:
             " ORDER BY created_at LIMIT ?", (limit,)).fetchall()
 
     def touch_listed(self, delegate_id: str, task_ids: list[str], now: int) -> None:
-        if task_ids:
-            marks = ",".join("?" for _ in task_ids)
+        """A heartbeat listed these tasks: they are alive (chunked under SQLite's variable cap)."""
+        for start in range(0, len(task_ids), 500):
+            chunk = task_ids[start:start + 500]
+            marks = ",".join("?" for _ in chunk)
             self._conn.execute(
                 f"UPDATE tasks SET last_seen_at=? WHERE delegate_id=? AND status='STARTED'"
-                f" AND task_id IN ({marks})", (now, delegate_id, *task_ids))
+                f" AND task_id IN ({marks})", (now, delegate_id, *chunk))
 
     def due(self, now: int) -> list[sqlite3.Row]:
         """Unfinished tasks past their expiry."""
