@@ -17,6 +17,7 @@ from typing import Any
 
 from delegate import log
 from delegate.auth import TokenProvider
+from delegate.channel import ChannelSettings, WatcherChannel
 from delegate.client import ManagerClient
 from delegate.config import Settings
 from delegate.connection import Connection
@@ -67,6 +68,10 @@ class Agent:
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._extra_checks: list[Any] = []
+        channel = ChannelSettings.from_env()  # set when a watcher started this process
+        self.channel = None if channel is None else WatcherChannel(
+            channel, self.runner, healthy=self.healthy,
+            delegate_id=lambda: self.connection.delegate_id, request_stop=self.request_stop)
 
     def healthy(self) -> tuple[bool, str]:
         return self.connection.healthy()
@@ -110,6 +115,9 @@ class Agent:
         sup.start("results.sender", self.runner.sender.run())
         sup.start("profile", self.profiles.run())
         sup.start("registered.log", self._log_registered(started))
+        sup.start("loop.lag", self._watch_loop_lag())
+        if self.channel is not None:
+            sup.start("watcher.channel", self.channel.run())
         code = ExitCode.STOPPED
         try:
             ended = await sup.wait_first_exit(self._stop)
@@ -127,6 +135,13 @@ class Agent:
                   seconds=round(time.monotonic() - started, 3))
         await asyncio.Event().wait()  # stay alive: a supervised task must not simply end
 
+    async def _watch_loop_lag(self, every_s: float = 0.1) -> None:
+        """Event-loop lag, for /metrics: a blocked loop shows here before it shows anywhere else."""
+        while True:
+            t0 = time.monotonic()
+            await asyncio.sleep(every_s)
+            self.metrics.loop_lag.observe(max(time.monotonic() - t0 - every_s, 0.0))
+
     def _why_ended(self, task: asyncio.Task[Any]) -> ExitCode:
         if task.cancelled():
             _log.error("agent.part_cancelled", part=task.get_name())
@@ -142,6 +157,8 @@ class Agent:
     async def _shutdown(self, code: ExitCode) -> None:
         budget = self.settings.delegate_shutdown_budget_s
         t0 = time.monotonic()
+        if self.channel is not None:
+            self.channel.stopping(code.name.lower())
         if code == ExitCode.STOPPED:
             drain = asyncio.create_task(self.runner.drain(budget), name="shutdown.drain")
             forced = asyncio.create_task(self._force.wait(), name="shutdown.force")
@@ -155,7 +172,9 @@ class Agent:
         await self._supervisor.cancel_all("delegate shutting down")
         for task in list(self._background):
             task.cancel()
-        if code != ExitCode.SELF_DESTRUCT:
+        # After a watcher handover the newer process owns the registration: leave it registered.
+        handed_over = self.channel is not None and self.channel.handed_over
+        if code != ExitCode.SELF_DESTRUCT and not handed_over:
             try:
                 await asyncio.shield(asyncio.wait_for(self.connection.unregister(), 2.0))
             except (DelegateError, TimeoutError) as exc:

@@ -226,7 +226,11 @@ class Connection:
                 _log.warning("keepalive.failed", error=str(exc))
 
     async def _heartbeat_polling(self) -> None:
+        due = time.monotonic()
         while True:
+            now = time.monotonic()
+            self._metrics.heartbeat_delay.observe(max(now - due, 0.0))
+            due = now + self._s.delegate_heartbeat_interval_s
             try:
                 await self._ensure_registered()
                 self._metrics.heartbeats_sent.inc()
@@ -245,7 +249,7 @@ class Connection:
                 self._metrics.heartbeats_failed.inc()
                 self._failed(str(exc))
                 _log.warning("heartbeat.failed", error=str(exc))
-            await asyncio.sleep(self._s.delegate_heartbeat_interval_s)
+            await asyncio.sleep(max(due - time.monotonic(), 0.0))
 
     async def _poll_task_events(self) -> None:
         interval = self._s.delegate_poll_interval_s
@@ -331,8 +335,11 @@ class Connection:
 
     async def _stream_heartbeats(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         interval = self._s.delegate_heartbeat_interval_s
+        due = time.monotonic()
         while True:
             sent_at = time.monotonic()
+            self._metrics.heartbeat_delay.observe(max(sent_at - due, 0.0))
+            due = sent_at + interval
             beat = wire.StreamHeartbeat(**self.params().model_dump())
             try:
                 await ws.send_str(json.dumps(beat.dump(), separators=(",", ":")))
@@ -341,7 +348,7 @@ class Connection:
                 self._metrics.heartbeats_failed.inc()
                 await ws.close()
                 raise ManagerUnavailable(f"heartbeat could not be sent: {exc}") from exc
-            await asyncio.sleep(interval)
+            await asyncio.sleep(max(due - time.monotonic(), 0.0))
             last = self.last_ack_monotonic or 0.0
             if last < sent_at:
                 # No ack for a whole interval: count it; after 3 missing, drop and reconnect.

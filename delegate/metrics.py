@@ -39,6 +39,19 @@ class Metrics:
         self.tasks_refused = Counter(
             "delegate_tasks_refused", "Task offers not taken, by reason", ["reason"], registry=r
         )
+        lag_buckets = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+        self.heartbeat_delay = Histogram(
+            "delegate_heartbeat_delay_seconds",
+            "How late each heartbeat left against its schedule", registry=r, buckets=lag_buckets,
+        )
+        self.loop_lag = Histogram(
+            "delegate_event_loop_lag_seconds",
+            "Event-loop lag: how late a 100 ms timer fires", registry=r, buckets=lag_buckets,
+        )
+        self.aws_calls = Counter(
+            "delegate_aws_calls", "AWS API calls made, by service and operation",
+            ["service", "operation"], registry=r,
+        )
         self.task_seconds = Histogram(
             "delegate_task_seconds", "Task run time", ["task_type"], registry=r,
             buckets=(0.05, 0.25, 1, 5, 30, 120, 600, 3600),
