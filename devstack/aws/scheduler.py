@@ -55,6 +55,7 @@ class ServiceLife:
     tasks: list[Any] = field(default_factory=list)  # not yet STOPPED
     last_completed: tuple[str, str] | None = None  # (deployment id, task definition ARN)
     steady: bool = False
+    steady_since: float | None = None
     rollback_ids: set[str] = field(default_factory=set)
     unstable_reported: set[str] = field(default_factory=set)
 
@@ -393,17 +394,28 @@ class Scheduler:
             total = sum(1 for t in live if t not in to_stop)
             self._launch(backend, service, primary, max(0, min(desired - len(mine), max_total - total)), now)
         self._count(service, state)
-        # Deployments whose tasks are all gone disappear; the PRIMARY stays.
+
+        # Deployments whose tasks are all gone disappear; the PRIMARY stays, and a FAILED one stays
+        # visible until the deployment that replaced it is done (so pollers can see it failed).
+        def has_tasks(d: dict[str, Any]) -> bool:
+            return any(of(t).deployment_id == d["id"] for t in state.tasks)
+
         service.deployments[1:] = [
-            d for d in service.deployments[1:] if any(of(t).deployment_id == d["id"] for t in state.tasks)
+            d for d in service.deployments[1:] if has_tasks(d) or d["rolloutState"] == "FAILED"
         ]
         draining = any(of(t).phase == "DEACTIVATING" for t in state.tasks)
         steady = (
-            len(service.deployments) == 1
+            all(not has_tasks(d) for d in service.deployments[1:])
             and primary["runningCount"] == desired
             and primary["pendingCount"] == 0
             and not draining
         )
+        # ECS calls a service steady once it has stayed so for a while, not at the first instant.
+        if not steady:
+            state.steady_since = None
+        elif state.steady_since is None:
+            state.steady_since = now
+        steady = steady and now - (state.steady_since or now) >= self.timing.steady_after_s
         if steady and primary["rolloutState"] == "IN_PROGRESS":
             primary["rolloutState"] = "COMPLETED"
             primary["rolloutStateReason"] = f"ECS deployment {primary['id']} completed."
@@ -411,6 +423,8 @@ class Scheduler:
             state.last_completed = (primary["id"], primary["taskDefinition"])
             add_event(service, f"{_label(service)} (deployment {primary['id']}) deployment completed.")
             log.info("scheduler.deployment_completed", service=service.name, deployment=primary["id"])
+        if steady:
+            del service.deployments[1:]
         if steady and not state.steady:
             add_event(service, f"{_label(service)} has reached a steady state.")
         state.steady = steady

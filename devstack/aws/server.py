@@ -119,8 +119,8 @@ class LocalAws:
     def reset(self) -> None:
         """Forget every resource (moto's own reset); the scheduler carries on."""
         url = f"{self.endpoint_url}/moto-api/reset"  # always http://127.0.0.1-ish, never file:
-        request = urllib.request.Request(url, method="POST")  # noqa: S310
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        request = urllib.request.Request(url, method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
             response.read()
 
     def client_kwargs(self) -> dict[str, str]:

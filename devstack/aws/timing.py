@@ -24,6 +24,9 @@ class Timing:
     run_task_s: float = 1.0
     # How long a service task marked to exit (DEVSTACK_FAIL=exit or DEVSTACK_EXIT_CODE) runs first.
     fail_after_s: float = 0.5
+    # How long a service must stay steady (only the PRIMARY's tasks, all RUNNING) before its
+    # deployment is COMPLETED; longer than fail_after_s so tasks that crash soon fail the rollout.
+    steady_after_s: float = 1.0
     # How long STOPPED tasks stay describable before they are forgotten (ECS: about an hour).
     stopped_task_ttl_s: float = 3600.0
 

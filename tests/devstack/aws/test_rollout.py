@@ -174,8 +174,10 @@ def test_stopping_a_service_task_gets_it_replaced(ecs_world: EcsWorld) -> None:
     victim = ecs_world.running_tasks()[0]
     ecs_world.ecs.stop_task(cluster=ecs_world.cluster, task=victim["taskArn"], reason="test")
     wait_for(
-        lambda: len([t for t in ecs_world.running_tasks() if t["lastStatus"] == "RUNNING"]) == 2
-        and victim["taskArn"] not in {t["taskArn"] for t in ecs_world.running_tasks()},
+        lambda: (
+            len([t for t in ecs_world.running_tasks() if t["lastStatus"] == "RUNNING"]) == 2
+            and victim["taskArn"] not in {t["taskArn"] for t in ecs_world.running_tasks()}
+        ),
         "a replacement task",
     )
     assert task_ip(victim) not in ecs_world.healthy_targets()

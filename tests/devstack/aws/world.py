@@ -35,9 +35,9 @@ class EcsWorld:
         self.ecs.create_cluster(clusterName=name)
         vpc = self.ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
         self.subnet = self.ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-        self.security_group = self.ec2.create_security_group(
-            GroupName=name, Description="test", VpcId=vpc
-        )["GroupId"]
+        self.security_group = self.ec2.create_security_group(GroupName=name, Description="test", VpcId=vpc)[
+            "GroupId"
+        ]
         self.target_group = self.elbv2.create_target_group(
             Name=name, Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip"
         )["TargetGroups"][0]["TargetGroupArn"]
