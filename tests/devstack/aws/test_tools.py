@@ -27,7 +27,7 @@ def tool_env(aws: LocalAws, home: Path) -> dict[str, str]:
     env.update(
         AWS_ENDPOINT_URL=aws.endpoint_url,
         AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",  # noqa: S105
+        AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION="us-east-1",
         HOME=str(home),  # no ~/.aws of this machine
     )
