@@ -1,0 +1,110 @@
+"""The parts of the watcher that are contracts rather than processes: the check file, settings,
+and the channel's line format (the delegate keeps its own copy of it)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from delegate.channel import ChannelSettings, WatcherChannel
+from watcher import channel as wch
+from watcher import settings
+from watcher.upgrade import UpgradeError, parse_check
+
+SHA = "a" * 64
+
+
+def test_check_file_is_version_path_sha() -> None:
+    p = parse_check(f"2.1.0 delegate/2.1.0/delegate.pyz {SHA.upper()}\n", "delegateprod.txt")
+    assert (p.version, p.path, p.sha256) == ("2.1.0", "delegate/2.1.0/delegate.pyz", SHA)
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("2.1.0 delegate.pyz", "got 2 field"),
+    (f"2.1.0 ../etc/passwd {SHA}", "relative"),
+    (f"2.1.0 https://elsewhere/x.pyz {SHA}", "relative"),
+    ("2.1.0 delegate.pyz abc", "sha256"),
+    (f"2/1 delegate.pyz {SHA}", "version"),
+])
+def test_bad_check_files_are_refused_naming_the_file(text: str, says: str) -> None:
+    with pytest.raises(UpgradeError, match=says) as info:
+        parse_check(text, "http://s/delegateprod.txt")
+    assert "http://s/delegateprod.txt" in str(info.value)
+
+
+def test_settings_defaults_and_units(tmp_path: Path) -> None:
+    s = settings.load({"DELEGATE_WORK_DIR": str(tmp_path)})
+    assert s.heartbeat_timeout_s == 60 and s.drain_budget_s < 30
+    assert 1200 <= s.upgrade_check_interval_s <= 1800 and s.upgrade_check_jitter_s > 0
+    assert s.channel_dir == tmp_path / "msg" and s.delegate_storage_url is None
+
+
+def test_settings_name_every_bad_variable() -> None:
+    with pytest.raises(settings.ConfigError) as info:
+        settings.load({"DELEGATE_STORAGE_URL": "ftp:/x", "WATCHER_HEARTBEAT_INTERVAL_S": "40",
+                       "WATCHER_START_RETRIES": "0"})
+    text = str(info.value)
+    for name in ("DELEGATE_STORAGE_URL", "WATCHER_HEARTBEAT_TIMEOUT_S", "WATCHER_START_RETRIES"):
+        assert name in text
+
+
+class _Runner:
+    def __init__(self) -> None:
+        self.accepting = True
+        self.drained: list[float] = []
+
+    def stop_acquiring(self) -> None:
+        self.accepting = False
+
+    def resume(self) -> None:
+        self.accepting = True
+
+    def executing(self) -> list[str]:
+        return []
+
+    async def drain(self, budget_s: float) -> bool:
+        self.drained.append(budget_s)
+        return True
+
+
+async def test_delegate_side_speaks_the_watchers_format(tmp_path: Path) -> None:
+    """The delegate's channel against the watcher's own reader and writer, over real files."""
+    watcher_side = wch.Channel(tmp_path / "msg")
+    conf = ChannelSettings.from_env({wch.ENV_DIR: str(tmp_path / "msg"), wch.ENV_HEARTBEAT: "0.05"})
+    assert conf is not None and ChannelSettings.from_env({}) is None
+    runner = _Runner()
+    stops: list[str] = []
+    delegate_side = WatcherChannel(conf, runner, healthy=lambda: (True, "ok"),
+                                   delegate_id=lambda: "d-1", request_stop=stops.append)
+    task = asyncio.create_task(delegate_side.run(), name="test.channel")
+    try:
+        pid = delegate_side.pid
+        got: list[str] = []
+        for _ in range(50):
+            got += [name for name, _ in watcher_side.receive(pid)]
+            if wch.DELEGATE_READY in got:
+                break
+            await asyncio.sleep(0.05)
+        assert got[:3] == [wch.NEW_DELEGATE, wch.DELEGATE_STARTED, wch.DELEGATE_READY]
+        assert (watcher_side.state(pid) or {}).get("delegateId") == "d-1"
+        watcher_side.send(pid, wch.STOP_ACQUIRING)
+        for _ in range(50):
+            if not runner.accepting:
+                break
+            await asyncio.sleep(0.05)
+        assert not runner.accepting and not stops  # no exit asked: only paused
+        watcher_side.send(pid, wch.RESUME)
+        watcher_side.send(pid, wch.STOP_ACQUIRING, exitWhenDrainedS=5, handover=True)
+        for _ in range(50):
+            if stops:
+                break
+            await asyncio.sleep(0.05)
+        assert stops and runner.drained == [5] and delegate_side.handed_over
+        state = json.loads((tmp_path / "msg" / "data" / f"delegate.{pid}.json").read_text())
+        assert state["shutdownPending"] is True and state["accepting"] is False
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
