@@ -34,7 +34,9 @@ class HealthServer:
         app.router.add_get("/metrics", self._metrics_page)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port, shutdown_timeout=1.0)
+        # reuse_port: during a watcher upgrade the old and the new process both serve this port.
+        site = web.TCPSite(self._runner, self._host, self._port, shutdown_timeout=1.0,
+                           reuse_port=self._port != 0)
         await site.start()
         sockets = getattr(site._server, "sockets", None) or []
         self.bound_port = sockets[0].getsockname()[1] if sockets else self._port
