@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from devstack import publish
-from tests.support import REPO, Manager, python_env, wait_until
+from tests.support import REPO, Manager, free_port, http_get, python_env, wait_until
 from tests.watcher.conftest import WatcherProc, pid_alive, storage_url, wait_registered
 
 Start = Callable[..., WatcherProc]
@@ -142,3 +142,14 @@ def test_watcher_upgrades_itself_without_touching_the_delegate(manager: Manager,
     os.kill(pid, 9)
     w.wait_event("delegate.exited", timeout=10, pid=pid)
     wait_until(lambda: [e for e in w.find("delegate.ready") if e["pid"] != pid], 15, "restart")
+
+
+@pytest.mark.timeout(60)
+def test_upgrade_with_the_task_specs_fixed_health_port(manager: Manager, watchers: Start) -> None:
+    """Old and new process serve DELEGATE_HEALTH_PORT at once during the hand-over."""
+    port = free_port()
+    w = upgrading_watcher(manager, watchers, DELEGATE_HEALTH_PORT=str(port))
+    w.current_pid()
+    publish.publish(manager.data_dir, "delegate", "2.0.0")
+    assert w.wait_event("upgrade.completed", timeout=40)["version"] == "2.0.0"
+    wait_until(lambda: http_get(f"http://127.0.0.1:{port}/health")[0] == 200, 10, "/health 200")
