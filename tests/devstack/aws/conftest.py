@@ -17,7 +17,11 @@ from tests.devstack.aws.world import EcsWorld
 
 @pytest.fixture(scope="session")
 def local_aws() -> Iterator[LocalAws]:
-    with LocalAws(port=0) as aws:
+    # Faster than the defaults (tests want seconds); steady_after_s stays above fail_after_s so a
+    # task that crashes soon after starting still fails its deployment.
+    with LocalAws(
+        port=0, tick_s=0.05, task_start_s=0.2, task_stop_s=0.1, fail_after_s=0.2, steady_after_s=0.5
+    ) as aws:
         yield aws
 
 
