@@ -7,11 +7,21 @@ from prometheus_client.process_collector import ProcessCollector
 
 from delegate import __version__
 
+_current: Metrics | None = None
+
+
+def current() -> Metrics | None:
+    """The Metrics of this process (the latest made), for code the runner does not hand it to
+    (the ECS AWS adapter counts its calls here)."""
+    return _current
+
 
 class Metrics:
     """A registry of its own, so that tests can run several delegates in one process."""
 
     def __init__(self) -> None:
+        global _current
+        _current = self
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         r = self.registry

@@ -21,6 +21,7 @@ from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
 from devstack.aws import ecs_model
+from devstack.aws.faults import Faults
 from devstack.aws.scheduler import Scheduler
 from devstack.aws.timing import Timing
 
@@ -49,9 +50,12 @@ class _Server(ThreadedMotoServer):
     (moto's own would wait forever for a server that failed to bind)."""
 
     _bind_error: OSError | None = None
+    faults: Faults | None = None
 
     def _server_entry(self) -> None:
-        app = _Serialized(DomainDispatcherApplication(create_backend_app))
+        app: Callable[..., Iterable[bytes]] = _Serialized(DomainDispatcherApplication(create_backend_app))
+        if self.faults is not None:
+            app = self.faults.wrap(app)
         try:
             self._server = make_server(self._ip_address, self._port, app, threaded=True)
         except OSError as exc:
@@ -77,6 +81,8 @@ class LocalAws:
             raise ValueError(f"port={port}: give 0 (any free port) or 1-65535")
         self.timing = timing or Timing(**timing_overrides)
         self._server = _Server(ip_address=host, port=port, verbose=False)
+        #: injected faults and the count of API calls answered (devstack/aws/faults.py)
+        self.faults = self._server.faults = Faults()
         self.scheduler = Scheduler(self.timing)
         self.host, self.port = host, port
         self._started = False

@@ -1,0 +1,140 @@
+"""ECS_ROLLING_DEPLOY, ECS_PREPARE_ROLLBACK_DATA and ECS_ROLLING_ROLLBACK."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from delegate.ecs import manifests, scaling, services
+from delegate.ecs.aws import Aws
+from delegate.ecs.inputs import PrepareRollbackInput, RollingDeployInput, RollingRollbackInput
+from delegate.ecs.watch import Deadline, Verdict, describe_service, follow
+from delegate.errors import TaskError
+from delegate.tasks.registry import TaskContext, TaskOutcome
+
+
+def _since() -> datetime:
+    return datetime.now(UTC) - timedelta(seconds=2)  # a little slack for clock skew
+
+
+def outcome(verdict: Verdict, **response: Any) -> TaskOutcome:
+    response.update(
+        deploymentId=verdict.deployment.get("id") or response.get("deploymentId"),
+        rolloutState=verdict.deployment.get("rolloutState"),
+        runningCount=verdict.service.get("runningCount"),
+        desiredCount=verdict.service.get("desiredCount"),
+    )
+    return TaskOutcome.ok(message=verdict.message, **response) if verdict.ok \
+        else TaskOutcome.failed(verdict.message, **response)
+
+
+def desired_on_update(data: RollingDeployInput, service: dict[str, Any]) -> int | None:
+    """desiredCount is sent only when the task asks for it."""
+    if data.desired_count is not None:
+        return data.desired_count
+    if not data.same_as_already_running and service.get("desiredCount") is not None:
+        return int(service["desiredCount"])
+    return None
+
+
+async def deploy(ctx: TaskContext, data: RollingDeployInput) -> TaskOutcome:
+    deadline = Deadline.after(ctx.timeout_s)
+    td = manifests.task_definition(data.task_definition)
+    svc = manifests.service_definition(data.service_definition)
+    cluster, name = data.infrastructure.cluster, svc["serviceName"]
+    wanted = scaling.Scaling.from_manifests(
+        manifests.load_list(data.scalable_targets, "scalableTargets"),
+        manifests.load_list(data.scaling_policies, "scalingPolicies"), cluster, name)
+    aws = Aws(data.infrastructure)
+    ctx.log.info(f"rolling deploy of service {name} in cluster {cluster} ({aws.region})")
+    td_arn, registered = await services.register_task_definition(aws, td, ctx.log)
+    current = await services.wait_not_draining(aws, cluster, name, deadline, ctx.log)
+    since = _since()
+    found = scaling.Scaling()
+    if current is None:
+        desired = data.desired_count if data.desired_count is not None else int(svc.get("desiredCount", 1))
+        started = await services.create_service(aws, cluster, svc, td_arn, desired, ctx.task_id, ctx.log)
+    else:
+        found = await scaling.read(aws, cluster, name)
+        await scaling.deregister(aws, found, ctx.log)
+        try:
+            started = await services.update_service(
+                aws, cluster, current, svc, td_arn, desired_on_update(data, svc),
+                data.force_new_deployment, ctx.log)
+        except BaseException:
+            await scaling.register(aws, found, ctx.log)
+            raise
+    response: dict[str, Any] = {
+        "serviceName": name, "serviceArn": started.service.get("serviceArn"), "cluster": cluster,
+        "taskDefinitionArn": td_arn, "taskDefinitionRegistered": registered,
+        "created": started.created, "updated": started.updated, "deploymentId": started.deployment_id,
+    }
+    verdict: Verdict | None = None
+    try:
+        verdict = await follow(aws, cluster, name, started.deployment_id, ctx.log, deadline,
+                               data.poll_interval_s, since)
+    finally:
+        # Scaling comes back whatever happened: the manifests' on success, what was found otherwise.
+        restore = wanted if (verdict is not None and verdict.ok and wanted) else found
+        await scaling.register(aws, restore, ctx.log)
+        response["scalingRestored"] = bool(restore)
+    if verdict.ok:
+        ctx.log.info(f"deploy of {name} succeeded: {verdict.message}")
+    else:
+        ctx.log.error(f"deploy of {name} failed: {verdict.message}")
+    return outcome(verdict, **response)
+
+
+async def prepare_rollback(ctx: TaskContext, data: PrepareRollbackInput) -> TaskOutcome:
+    svc = manifests.service_definition(data.service_definition)
+    cluster, name = data.infrastructure.cluster, svc["serviceName"]
+    aws = Aws(data.infrastructure)
+    current = await describe_service(aws, cluster, name)
+    if current is None:
+        ctx.log.info(f"service {name} does not exist yet: a rollback will delete it")
+        return TaskOutcome.ok(rollbackData={"cluster": cluster, "serviceName": name, "existed": False})
+    found = await scaling.read(aws, cluster, name)
+    head = services.primary(current)
+    data_out = {
+        "cluster": cluster, "serviceName": name, "existed": True,
+        "taskDefinitionArn": head.get("taskDefinition") or current.get("taskDefinition"),
+        "desiredCount": current.get("desiredCount"),
+        **json.loads(manifests.dump(found.to_json())),
+    }
+    ctx.log.info(f"rollback data: service {name} runs {data_out['taskDefinitionArn']} with "
+                 f"{data_out['desiredCount']} task(s); {len(found.targets)} scalable target(s)")
+    return TaskOutcome.ok(rollbackData=data_out)
+
+
+async def rollback(ctx: TaskContext, data: RollingRollbackInput) -> TaskOutcome:
+    deadline = Deadline.after(ctx.timeout_s)
+    rb = data.rollback_data
+    cluster, name = rb.get("cluster") or data.infrastructure.cluster, rb.get("serviceName")
+    if not isinstance(name, str) or "existed" not in rb:
+        raise TaskError("rollbackData: give the rollbackData an ECS_PREPARE_ROLLBACK_DATA task returned")
+    aws = Aws(data.infrastructure)
+    if not rb["existed"]:
+        deleted = await services.delete_service(aws, cluster, name, ctx.log)
+        return TaskOutcome.ok(serviceName=name, cluster=cluster, deleted=deleted)
+    td_arn = rb.get("taskDefinitionArn")
+    if not isinstance(td_arn, str):
+        raise TaskError("rollbackData.taskDefinitionArn is missing")
+    current = await describe_service(aws, cluster, name)
+    if current is None:
+        return TaskOutcome.failed(f"service {name} no longer exists in cluster {cluster}; nothing to roll "
+                                  "back to", serviceName=name, cluster=cluster)
+    previous = scaling.Scaling(list(rb.get("scalableTargets") or []), list(rb.get("scalingPolicies") or []))
+    found = await scaling.read(aws, cluster, name)
+    await scaling.deregister(aws, found, ctx.log)
+    since = _since()
+    verdict: Verdict | None = None
+    try:
+        started = await services.update_service(aws, cluster, current, {}, td_arn,
+                                                rb.get("desiredCount"), False, ctx.log)
+        verdict = await follow(aws, cluster, name, started.deployment_id, ctx.log, deadline,
+                               data.poll_interval_s, since)
+    finally:
+        await scaling.register(aws, previous, ctx.log)
+    return outcome(verdict, serviceName=name, cluster=cluster, taskDefinitionArn=td_arn,
+                   scalingRestored=bool(previous))
