@@ -213,7 +213,10 @@ class Watcher:
         previous = self.store.installed()["previous"]
         if previous and (previous in self.store.failed() or not self.store.artifact(previous).exists()):
             previous = None
-        self.store.set_current(previous or "", None) if previous else self._clear_installed()
+        if previous:
+            self.store.set_current(previous, None)
+        else:
+            self._clear_installed()
         self.artifact = previous
         log.warning("upgrade.rolled_back", version=bad, to=previous or "image", why=why)
 
