@@ -1,0 +1,218 @@
+"""The install guide's steps 2 and 3 with boto3: register the task definition, create or update the
+service, wait until the delegate's tasks run. Safe to repeat: an unchanged task definition is not
+registered again, an unchanged service is not updated.
+
+This runs on a person's machine (a CLI, not the delegate's event loop), so plain synchronous boto3
+is right here. Progress goes to the `progress` callback, one line per step; no secret is ever in it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from delegate.install.taskspec import FAMILY, SpecError
+
+Progress = Callable[[str], None]
+
+#: keys of a RegisterTaskDefinition request that describe_task_definition echoes back
+_COMPARED = ("family", "networkMode", "requiresCompatibilities", "cpu", "memory",
+             "executionRoleArn", "taskRoleArn")
+_CONTAINER_KEYS = ("name", "image", "cpu", "memory", "memoryReservation", "essential", "hostname",
+                   "portMappings", "environment", "healthCheck", "stopTimeout", "logConfiguration")
+
+
+class InstallError(Exception):
+    """An install step failed; the message says which, with what, and what to do."""
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    cluster: str
+    service_name: str
+    desired_count: int = 1
+    subnets: tuple[str, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    assign_public_ip: bool = False
+    wait_timeout_s: float = 600.0
+    poll_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    task_definition_arn: str
+    registered: bool  # False: the current revision already matched
+    service_action: str  # "created", "updated" or "unchanged"
+    running_count: int
+
+
+def _norm_container(c: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {k: c.get(k) for k in _CONTAINER_KEYS if c.get(k) not in (None, [], {})}
+    if "environment" in out:
+        out["environment"] = sorted((e["name"], e["value"]) for e in out["environment"])
+    if "portMappings" in out:
+        out["portMappings"] = [{k: v for k, v in p.items() if k in ("containerPort", "hostPort",
+                                                                   "protocol")}
+                               for p in out["portMappings"]]
+    if "healthCheck" in out:
+        out["healthCheck"] = {k: out["healthCheck"].get(k)
+                              for k in ("command", "interval", "timeout", "retries", "startPeriod")}
+    if out.get("cpu") == 0:
+        out.pop("cpu")
+    return out
+
+
+def same_definition(spec: dict[str, Any], current: dict[str, Any]) -> bool:
+    """True if the registered revision `current` is what `spec` would register."""
+    for key in _COMPARED:
+        want, have = spec.get(key), current.get(key)
+        if key == "networkMode" and want in (None, "bridge") and have in (None, "bridge"):
+            continue
+        if key == "requiresCompatibilities":
+            want, have = sorted(want or []), sorted(have or [])
+        if want != have and not (want is None and key in ("executionRoleArn", "taskRoleArn")
+                                 and have is None):
+            return False
+    mine = [_norm_container(c) for c in spec.get("containerDefinitions", [])]
+    theirs = [_norm_container(c) for c in current.get("containerDefinitions", [])]
+    return sorted(mine, key=lambda c: str(c.get("name"))) == sorted(
+        theirs, key=lambda c: str(c.get("name")))
+
+
+class EcsInstaller:
+    """Steps 2 and 3 of the guide against one region, through boto3 clients made by the caller."""
+
+    def __init__(self, ecs: Any, progress: Progress, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ecs = ecs
+        self.progress = progress
+        self._sleep = sleep
+        self._clock = clock
+
+    def _call(self, operation: str, what: str, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        try:
+            return getattr(self.ecs, operation)(**kwargs)
+        except NoCredentialsError as exc:
+            raise InstallError("no AWS credentials: run 'aws configure' or set AWS_PROFILE / "
+                               "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") from exc
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            raise InstallError(f"{what} failed: {err.get('Code', 'Error')}: "
+                               f"{err.get('Message', '')}".rstrip(": ")) from exc
+        except BotoCoreError as exc:
+            raise InstallError(f"{what} failed: {exc}") from exc
+
+    def check_cluster(self, cluster: str) -> None:
+        answer = self._call("describe_clusters", f"looking up cluster {cluster!r}",
+                            clusters=[cluster])
+        active = [c for c in answer.get("clusters", []) if c.get("status") == "ACTIVE"]
+        if not active:
+            raise InstallError(f"cluster {cluster!r} not found (or not ACTIVE) in this region; "
+                               "create it first or pass the right --cluster / --region")
+        self.progress(f"cluster {cluster}: ACTIVE, "
+                      f"{active[0].get('registeredContainerInstancesCount', 0)} container instance(s)")
+
+    def register(self, spec: dict[str, Any]) -> tuple[str, bool]:
+        family = str(spec.get("family") or FAMILY)
+        from botocore.exceptions import ClientError
+
+        try:
+            current = self.ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
+        except ClientError:
+            current = None
+        if current is not None and current.get("status") == "ACTIVE" and same_definition(spec, current):
+            arn = str(current["taskDefinitionArn"])
+            self.progress(f"task definition {family}:{current['revision']} is current: not registered again")
+            return arn, False
+        answer = self._call("register_task_definition", f"registering task definition {family}",
+                            **spec)
+        td = answer["taskDefinition"]
+        self.progress(f"registered task definition {family}:{td['revision']}")
+        return str(td["taskDefinitionArn"]), True
+
+    def ensure_service(self, plan: ServicePlan, td_arn: str, awsvpc: bool) -> str:
+        answer = self._call("describe_services", f"looking up service {plan.service_name!r}",
+                            cluster=plan.cluster, services=[plan.service_name])
+        live = [s for s in answer.get("services", []) if s.get("status") == "ACTIVE"]
+        network = None
+        if awsvpc:
+            if not plan.subnets:
+                raise InstallError("AWS VPC mode needs --subnets (and --security-groups): the "
+                                   "subnets the delegate's tasks run in")
+            network = {"awsvpcConfiguration": {
+                "subnets": list(plan.subnets), "securityGroups": list(plan.security_groups),
+                "assignPublicIp": "ENABLED" if plan.assign_public_ip else "DISABLED"}}
+        if live:
+            service = live[0]
+            if (service.get("taskDefinition") == td_arn
+                    and service.get("desiredCount") == plan.desired_count):
+                self.progress(f"service {plan.service_name}: already runs {td_arn.rsplit('/', 1)[-1]} "
+                              f"x{plan.desired_count}: unchanged")
+                return "unchanged"
+            kwargs: dict[str, Any] = {"cluster": plan.cluster, "service": plan.service_name,
+                                      "taskDefinition": td_arn, "desiredCount": plan.desired_count}
+            if network is not None:
+                kwargs["networkConfiguration"] = network
+            self._call("update_service", f"updating service {plan.service_name!r}", **kwargs)
+            self.progress(f"service {plan.service_name}: updated to {td_arn.rsplit('/', 1)[-1]} "
+                          f"x{plan.desired_count}")
+            return "updated"
+        kwargs = {"cluster": plan.cluster, "serviceName": plan.service_name,
+                  "taskDefinition": td_arn, "desiredCount": plan.desired_count,
+                  "deploymentConfiguration": {
+                      "maximumPercent": 200, "minimumHealthyPercent": 100,
+                      "deploymentCircuitBreaker": {"enable": True, "rollback": True}}}
+        if network is not None:
+            kwargs.update(launchType="FARGATE", networkConfiguration=network)
+        self._call("create_service", f"creating service {plan.service_name!r} in {plan.cluster!r}",
+                   **kwargs)
+        self.progress(f"service {plan.service_name}: created in {plan.cluster} "
+                      f"with {plan.desired_count} task(s)")
+        return "created"
+
+    def wait_running(self, plan: ServicePlan, td_arn: str) -> int:
+        """Until the service's tasks of `td_arn` run `desired_count` strong and the rollout is done."""
+        deadline = self._clock() + plan.wait_timeout_s
+        last = ""
+        while True:
+            answer = self._call("describe_services", f"watching service {plan.service_name!r}",
+                                cluster=plan.cluster, services=[plan.service_name])
+            services = answer.get("services") or [{}]
+            service = services[0]
+            deployments = service.get("deployments", [])
+            primary: dict[str, Any] = next((d for d in deployments if d.get("status") == "PRIMARY"), {})
+            running = int(primary.get("runningCount", service.get("runningCount", 0)))
+            state = primary.get("rolloutState", "")
+            line = (f"waiting: {running}/{plan.desired_count} running, "
+                    f"{len(deployments)} deployment(s){', rollout ' + state if state else ''}")
+            if line != last:
+                self.progress(line)
+                last = line
+            if state == "FAILED":
+                raise InstallError(f"the rollout of {plan.service_name} failed: "
+                                   f"{primary.get('rolloutStateReason', 'see the service events')}; "
+                                   "check the service's events in the ECS console")
+            done = (primary.get("taskDefinition") == td_arn and running >= plan.desired_count
+                    and len(deployments) == 1 and state in ("", "COMPLETED"))
+            if done:
+                self.progress(f"service {plan.service_name}: {running} delegate task(s) running")
+                return running
+            if self._clock() >= deadline:
+                raise InstallError(f"{plan.service_name} did not reach {plan.desired_count} running "
+                                   f"task(s) within {plan.wait_timeout_s:g}s; the service carries on. "
+                                   "Check the cluster has room (memory) and the service's events")
+            self._sleep(plan.poll_s)
+
+    def install(self, spec: dict[str, Any], plan: ServicePlan, wait: bool = True) -> Outcome:
+        if plan.desired_count < 0:
+            raise SpecError("--desired-count must be 0 or more")
+        self.check_cluster(plan.cluster)
+        awsvpc = spec.get("networkMode") == "awsvpc"
+        td_arn, registered = self.register(spec)
+        action = self.ensure_service(plan, td_arn, awsvpc)
+        running = self.wait_running(plan, td_arn) if wait else 0
+        return Outcome(td_arn, registered, action, running)
