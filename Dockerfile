@@ -26,6 +26,7 @@ RUN /opt/venv/bin/pip install ${PIP_CERT:+--cert "$PIP_CERT"} --no-deps . \
 
 # ---- runtime ----------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS runtime
+ARG BASE_IMAGE
 ARG VERSION=1.0.0
 LABEL org.opencontainers.image.title="harness-delegate" \
       org.opencontainers.image.description="Harness ECS delegate and watcher, re-implemented in Python" \

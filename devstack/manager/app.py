@@ -24,7 +24,7 @@ from collections.abc import Callable
 import structlog
 from aiohttp import web
 
-from devstack.manager import agent_api, pages, profiles, setup_api, storage, stream
+from devstack.manager import agent_api, pages, profiles, setup_api, storage, stream, taskspec
 from devstack.manager.core import MANAGER, Manager
 from devstack.manager.db import Account
 from devstack.manager.envelope import CLIENT_MAX_SIZE, error_middleware
@@ -39,6 +39,7 @@ ROUTES: tuple[Callable[[web.Application], None], ...] = (
     setup_api.add_routes,
     pages.add_routes,
     storage.add_routes,
+    taskspec.add_routes,
 )
 
 SHUTDOWN_TIMEOUT_S = 5.0

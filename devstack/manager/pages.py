@@ -27,7 +27,8 @@ def _page(title: str, body: str) -> web.Response:
     text = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body><nav><a href='/ui/delegates'>Delegates</a>"
-        f"<a href='/ui/tasks'>Tasks</a></nav><h1>{html.escape(title)}</h1>{body}"
+        "<a href='/ui/tasks'>Tasks</a><a href='/ui/install-delegate'>Install Delegate</a></nav>"
+        f"<h1>{html.escape(title)}</h1>{body}"
         "<footer>devstack local manager. These pages need no login: they are meant for "
         "loopback (127.0.0.1) only.</footer></body></html>"
     )
