@@ -1,0 +1,50 @@
+"""A deploy re-delivered after its delegate died does not deploy a second time."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+
+import pytest
+
+from devstack.aws.server import LocalAws
+from tests.delegate.ecs.support import aws_env, infra, log_text, result, service_definition, task_definition
+from tests.devstack.aws.world import EcsWorld
+from tests.support import Manager, Process, wait_until
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def test_a_redelivered_deploy_follows_the_first_deployment_instead_of_starting_another(
+        world: EcsWorld, ecs_aws: LocalAws, manager: Manager, delegates: Callable[..., Process]) -> None:
+    td1 = world.task_definition(image="app:1")
+    world.create_service(td1, desired=4, min_pct=50, max_pct=100)
+    world.wait_completed()
+    calls = ecs_aws.faults.calls
+    before = (calls[("ecs", "UpdateService")], calls[("ecs", "RegisterTaskDefinition")])
+    first = delegates("d1", **aws_env(ecs_aws))
+    first.wait_event("manager.registered", timeout=30)
+    service = service_definition(world, desired=4, breaker=False)
+    service["deploymentConfiguration"].update(minimumHealthyPercent=50, maximumPercent=100)
+    task_id = manager.submit("ECS_ROLLING_DEPLOY", {
+        "infrastructure": infra(world), "pollIntervalS": 0.3,
+        "taskDefinition": task_definition(world, "app:2"), "serviceDefinition": service,
+    }, timeoutMs=60_000)
+    wait_until(lambda: "updated service" in log_text(manager.task(task_id)), 20, "the update")
+    first.send(signal.SIGKILL)
+    first.wait()
+    first_deployment = world.service()["deployments"][0]["id"]
+
+    second = delegates("d2", **aws_env(ecs_aws))
+    task = manager.wait_task(task_id, timeout=60)
+
+    assert task["status"] == "SUCCEEDED", log_text(task)
+    assert result(task)["deploymentId"] == first_deployment
+    assert result(task)["updated"] is False
+    assert (calls[("ecs", "UpdateService")], calls[("ecs", "RegisterTaskDefinition")]) == (
+        before[0] + 1, before[1] + 1), "one update and one registration in all"
+    # (The second delivery's log lines are not asserted: the manager keeps log lines by sequence
+    # number, and a new delivery numbers its lines from 0 again, so they are dropped as duplicates.)
+    final = world.service()
+    assert [d["id"] for d in final["deployments"]] == [first_deployment]
+    assert second.alive()
