@@ -1,7 +1,9 @@
 """`scripts/demo`: the main job on the local stack, end to end, as a user would see it.
 
-Starts the local manager, one delegate from the checkout configured exactly as its ECS task spec
-configures it, shows it Connected in its group, runs a task through it, and stops everything cleanly.
+Starts the local manager, the local ECS, one delegate from the checkout configured exactly as its ECS
+task spec configures it, shows it Connected in its group, runs a task through it, performs a real
+rolling deployment of a sample service (its progress printed as it comes), and stops everything
+cleanly.
 Exit 0 only if every step worked. With `--serve` it keeps running (printing the delegates page URL)
 until Ctrl-C.
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from devstack import ecs_demo
 from devstack.procs import REPO, Manager, Process
 
 GROUP = "ecs-demo"
@@ -90,10 +93,13 @@ class Stack:
         self.base = base
         self.manager = Manager(base / "manager")
         self.delegate: Process | None = None
+        self.aws: Any = None  # devstack.aws.server.LocalAws, imported when started (moto is slow)
 
     def stop(self) -> None:
         if self.delegate is not None:
             self.delegate.stop()
+        if self.aws is not None:
+            self.aws.stop()
         self.manager.stop()
 
 
@@ -125,11 +131,19 @@ def run(args: argparse.Namespace, stack: Stack) -> int:
         manager.start()
         print(f"       manager at {manager.url}")
 
+    with Step("start the local ECS (moto + the ECS scheduler)"):
+        from devstack.aws.server import LocalAws
+
+        ecs_demo.quiet_local_aws()
+        stack.aws = LocalAws(port=0).start()
+        print(f"       local AWS at {stack.aws.endpoint_url}")
+
     with Step("start a delegate with the ECS task spec environment"):
         work_dir = stack.base / "delegate"
         work_dir.mkdir()
-        stack.delegate = Process([sys.executable, "-m", "delegate"],
-                                 task_spec_env(manager.env, work_dir), REPO).start()
+        env = task_spec_env(manager.env, work_dir)
+        env.update(ecs_demo.delegate_aws_env(stack.aws))
+        stack.delegate = Process([sys.executable, "-m", "delegate"], env, REPO).start()
 
     with Step(f"see the delegate Connected in group {GROUP!r}"):
         member = wait_for("a CONNECTED delegate", lambda: connected_member(manager), 20)
@@ -144,6 +158,16 @@ def run(args: argparse.Namespace, stack: Stack) -> int:
             print(f"       | {line.get('message')}")
         if task["status"] != "SUCCEEDED":
             raise RuntimeError(f"task ended {task['status']}: {task.get('errorMessage')}")
+
+    with Step("create cluster 'demo' with service 'web' running 2 tasks of sample:1"):
+        world = ecs_demo.SampleWorld(stack.aws)
+        print(f"       {world.describe()}")
+
+    with Step("rolling deploy of sample:2 through the manager (ECS_ROLLING_DEPLOY)"):
+        outcome = ecs_demo.deploy(manager, world, "sample:2")
+        print(f"       {world.describe()}")
+        if outcome["status"] != "SUCCEEDED":
+            raise RuntimeError(f"deploy ended {outcome['status']}: {outcome.get('errorMessage')}")
 
     if args.serve:
         print(f"\nDelegates page: {manager.url}/ui/delegates   (tasks: {manager.url}/ui/tasks)")

@@ -8,7 +8,6 @@ Each listener change is compared before it is made, so a re-delivered swap or ro
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from delegate.ecs import manifests, scaling, services
@@ -20,7 +19,7 @@ from delegate.ecs.inputs import (
     LoadBalancerConfig,
 )
 from delegate.ecs.rolling import outcome
-from delegate.ecs.watch import Deadline, describe_service, follow
+from delegate.ecs.watch import Deadline, describe_service, event_ids, follow
 from delegate.errors import TaskError
 from delegate.tasks.registry import TaskContext, TaskLog, TaskOutcome
 
@@ -124,7 +123,6 @@ async def create(ctx: TaskContext, data: BlueGreenCreateInput) -> TaskOutcome:
     svc["loadBalancers"] = [{**entry, "targetGroupArn": stage_tg} for entry in svc["loadBalancers"]]
     ctx.log.info(f"blue/green: green service {green_name} on stage target group {stage_tg}; "
                  f"blue is {blue['serviceName'] if blue else 'none yet'} on {prod_tg}")
-    since = datetime.now(UTC) - timedelta(seconds=2)
     current = await services.wait_not_draining(aws, cluster, green_name, deadline, ctx.log)
     if current is None:
         started = await services.create_service(aws, cluster, svc, td_arn, desired, ctx.task_id, ctx.log,
@@ -133,7 +131,7 @@ async def create(ctx: TaskContext, data: BlueGreenCreateInput) -> TaskOutcome:
         started = await services.update_service(aws, cluster, current, svc, td_arn, desired, False,
                                                 ctx.log)
     verdict = await follow(aws, cluster, green_name, started.deployment_id, ctx.log, deadline,
-                           data.poll_interval_s, since)
+                           data.poll_interval_s, event_ids(current))
     if verdict.ok:
         await scaling.register(aws, scaling.Scaling.from_manifests(
             manifests.load_list(data.scalable_targets, "scalableTargets"),

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from delegate.ecs import manifests, scaling, services
 from delegate.ecs.aws import Aws
 from delegate.ecs.inputs import CanaryDeleteInput, CanaryDeployInput
 from delegate.ecs.rolling import outcome
-from delegate.ecs.watch import Deadline, Verdict, describe_service, follow
+from delegate.ecs.watch import Deadline, Verdict, describe_service, event_ids, follow
 from delegate.tasks.registry import TaskContext, TaskOutcome
 
 
@@ -26,7 +24,6 @@ async def deploy(ctx: TaskContext, data: CanaryDeployInput) -> TaskOutcome:
     ctx.log.info(f"canary deploy: service {name} with {data.desired_count} task(s) in cluster {cluster}")
     td_arn, registered = await services.register_task_definition(aws, td, ctx.log)
     current = await services.wait_not_draining(aws, cluster, name, deadline, ctx.log)
-    since = datetime.now(UTC) - timedelta(seconds=2)
     if current is None:
         started = await services.create_service(aws, cluster, svc, td_arn, data.desired_count,
                                                 ctx.task_id, ctx.log)
@@ -34,7 +31,7 @@ async def deploy(ctx: TaskContext, data: CanaryDeployInput) -> TaskOutcome:
         started = await services.update_service(aws, cluster, current, svc, td_arn, data.desired_count,
                                                 False, ctx.log)
     verdict: Verdict = await follow(aws, cluster, name, started.deployment_id, ctx.log, deadline,
-                                    data.poll_interval_s, since)
+                                    data.poll_interval_s, event_ids(current))
     if verdict.ok:
         await scaling.register(aws, wanted, ctx.log)
     return outcome(verdict, canaryServiceName=name, serviceArn=started.service.get("serviceArn"),

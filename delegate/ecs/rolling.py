@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from delegate.ecs import manifests, scaling, services
 from delegate.ecs.aws import Aws
 from delegate.ecs.inputs import PrepareRollbackInput, RollingDeployInput, RollingRollbackInput
-from delegate.ecs.watch import Deadline, Verdict, describe_service, follow
+from delegate.ecs.watch import Deadline, Verdict, describe_service, event_ids, follow
 from delegate.errors import TaskError
 from delegate.tasks.registry import TaskContext, TaskOutcome
-
-
-def _since() -> datetime:
-    return datetime.now(UTC) - timedelta(seconds=2)  # a little slack for clock skew
 
 
 def outcome(verdict: Verdict, **response: Any) -> TaskOutcome:
@@ -50,7 +45,6 @@ async def deploy(ctx: TaskContext, data: RollingDeployInput) -> TaskOutcome:
     ctx.log.info(f"rolling deploy of service {name} in cluster {cluster} ({aws.region})")
     td_arn, registered = await services.register_task_definition(aws, td, ctx.log)
     current = await services.wait_not_draining(aws, cluster, name, deadline, ctx.log)
-    since = _since()
     found = scaling.Scaling()
     if current is None:
         desired = data.desired_count if data.desired_count is not None else int(svc.get("desiredCount", 1))
@@ -73,7 +67,7 @@ async def deploy(ctx: TaskContext, data: RollingDeployInput) -> TaskOutcome:
     verdict: Verdict | None = None
     try:
         verdict = await follow(aws, cluster, name, started.deployment_id, ctx.log, deadline,
-                               data.poll_interval_s, since)
+                               data.poll_interval_s, event_ids(current))
     finally:
         # Scaling comes back whatever happened: the manifests' on success, what was found otherwise.
         restore = wanted if (verdict is not None and verdict.ok and wanted) else found
@@ -127,13 +121,12 @@ async def rollback(ctx: TaskContext, data: RollingRollbackInput) -> TaskOutcome:
     previous = scaling.Scaling(list(rb.get("scalableTargets") or []), list(rb.get("scalingPolicies") or []))
     found = await scaling.read(aws, cluster, name)
     await scaling.deregister(aws, found, ctx.log)
-    since = _since()
     verdict: Verdict | None = None
     try:
         started = await services.update_service(aws, cluster, current, {}, td_arn,
                                                 rb.get("desiredCount"), False, ctx.log)
         verdict = await follow(aws, cluster, name, started.deployment_id, ctx.log, deadline,
-                               data.poll_interval_s, since)
+                               data.poll_interval_s, event_ids(current))
     finally:
         await scaling.register(aws, previous, ctx.log)
     return outcome(verdict, serviceName=name, cluster=cluster, taskDefinitionArn=td_arn,

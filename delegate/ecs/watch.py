@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from delegate.ecs.aws import Aws
@@ -40,21 +40,23 @@ class Deadline:
 
 
 class EventStream:
-    """Service events into the task log, each once; events older than `since` are skipped."""
+    """Service events into the task log, each once; `known` ones (there before the deploy began)
+    are not shown."""
 
-    def __init__(self, log: TaskLog, since: datetime | None) -> None:
-        self._log, self._since = log, since
-        self._seen: set[str] = set()
+    def __init__(self, log: TaskLog, known: Iterable[str]) -> None:
+        self._log = log
+        self._seen: set[str] = set(known)
 
     def show(self, service: dict[str, Any]) -> None:
         for event in reversed(service.get("events") or []):
             if event.get("id") in self._seen:
                 continue
             self._seen.add(str(event.get("id")))
-            created = event.get("createdAt")
-            if self._since is not None and isinstance(created, datetime) and created < self._since:
-                continue
             self._log.info(f"event: {event.get('message')}")
+
+
+def event_ids(service: dict[str, Any] | None) -> list[str]:
+    return [str(e.get("id")) for e in (service or {}).get("events") or []]
 
 
 async def describe_service(aws: Aws, cluster: str, name: str) -> dict[str, Any] | None:
@@ -112,9 +114,9 @@ async def follow(
     log: TaskLog,
     deadline: Deadline,
     poll_s: float,
-    since: datetime | None = None,
+    known_events: Iterable[str] = (),
 ) -> Verdict:
-    events = EventStream(log, since)
+    events = EventStream(log, known_events)
     stopped = StoppedTasks(aws, cluster, name, log)
     last_progress, failed_seen = "", 0
     log.info(f"following deployment {deployment_id} of service {name}")
