@@ -59,6 +59,9 @@ def _norm_container(c: dict[str, Any]) -> dict[str, Any]:
     if "healthCheck" in out:
         out["healthCheck"] = {k: out["healthCheck"].get(k)
                               for k in ("command", "interval", "timeout", "retries", "startPeriod")}
+    if "logConfiguration" in out:  # AWS echoes extras such as "secretOptions": []
+        log = out["logConfiguration"]
+        out["logConfiguration"] = {"logDriver": log.get("logDriver"), "options": log.get("options")}
     if out.get("cpu") == 0:
         out.pop("cpu")
     return out

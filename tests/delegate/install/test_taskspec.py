@@ -128,3 +128,18 @@ def test_load_spec_explains_a_wrong_file() -> None:
         taskspec.load_spec(b"hello", "--spec x.txt")
     with pytest.raises(SpecError, match="containerDefinitions"):
         taskspec.load_spec(b"{}", "--spec x.json")
+
+
+def test_an_unchanged_spec_is_recognised_in_what_aws_echoes_back() -> None:
+    from delegate.install.ecs_install import same_definition
+
+    spec = taskspec.task_spec(inputs(awsvpc=True, aws_account_id="123456789012"))
+    echoed = json.loads(json.dumps(spec))
+    echoed.update(revision=3, status="ACTIVE", taskDefinitionArn="arn:...:3", volumes=[])
+    container = echoed["containerDefinitions"][0]
+    container["environment"].reverse()
+    container.update(mountPoints=[], volumesFrom=[], systemControls=[])
+    container["logConfiguration"]["secretOptions"] = []
+    assert same_definition(spec, echoed)
+    container["image"] = "harness/delegate:2.0.0"
+    assert not same_definition(spec, echoed)
