@@ -23,7 +23,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from delegate import log
-from delegate.errors import ManagerUnavailable, TransientError
+from delegate.errors import ManagerUnavailable, PermanentError, TransientError
 
 T = TypeVar("T")
 _log = log.get("delegate.retry")
@@ -49,6 +49,9 @@ def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
     def wait(state: RetryCallState) -> float:
         delay = policy.backoff(state.attempt_number)
         exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, PermanentError):
+            # retried only where a person must act (a wrong token): slow, steady, never a spin
+            delay = max(delay, min(2.0 ** (state.attempt_number - 1), policy.max_backoff_s))
         if isinstance(exc, ManagerUnavailable) and exc.retry_after_s is not None:
             delay = max(delay, min(exc.retry_after_s, policy.max_backoff_s * 6))
         return delay

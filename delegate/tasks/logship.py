@@ -97,8 +97,9 @@ class LogShipper(TaskLog):
                 self._pending.popleft()
         return True
 
-    async def close(self, budget_s: float = 10.0) -> None:
-        """Flush what is left (within `budget_s`), then stop the flusher."""
+    async def close(self, budget_s: float = 5.0) -> list[wire.LogLine]:
+        """Flush what is left within `budget_s`, stop the flusher; return lines still unsent
+        (the runner spools them with the result, so they are not lost)."""
         if self._flusher is not None:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
@@ -110,5 +111,6 @@ class LogShipper(TaskLog):
                 break
             await asyncio.sleep(min(delay, max(deadline - time.monotonic(), 0)))
             delay = min(delay * 2, 2.0)
-        if self._pending:
-            _log.warning("task.log_lines_lost", task_id=self._task_id, count=len(self._pending))
+        left = list(self._pending)
+        self._pending.clear()
+        return left

@@ -251,29 +251,17 @@ class TaskRunner:
 
     async def _close_and_finish(self, task_id: str, shipper: LogShipper, outcome: TaskOutcome,
                                 code: wire.ResponseCode) -> None:
-        await shipper.close()
-        await self._finish(task_id, outcome, code)
+        unsent = await shipper.close()
+        await self._finish(task_id, outcome, code, unsent)
 
     async def _run_handler(
         self, package: wire.DelegateTaskPackage, shipper: LogShipper, timeout_s: float
     ) -> tuple[TaskOutcome, wire.ResponseCode]:
-        kind = registry.get(package.task_type)
-        if kind is None:
-            message = (f"unknown task type {package.task_type!r}; this delegate runs "
-                       f"{', '.join(registry.names())}")
-            shipper.error(message)
-            return TaskOutcome(wire.TaskStatus.ERRORED, {}, message), wire.ResponseCode.FAILED
-        size = len(json.dumps(package.data))
-        if size > wire.MAX_TASK_DATA_BYTES:
-            message = f"task data is {size} bytes; the limit is {wire.MAX_TASK_DATA_BYTES}"
-            shipper.error(message)
-            return TaskOutcome(wire.TaskStatus.ERRORED, {}, message), wire.ResponseCode.FAILED
         try:
-            data = kind.input_model.model_validate(package.data)
-        except ValidationError as exc:
-            message = f"invalid data for {package.task_type}: " + _describe(exc)
-            shipper.error(message)
-            return TaskOutcome(wire.TaskStatus.ERRORED, {}, message), wire.ResponseCode.FAILED
+            kind, data = decode(package)
+        except TaskError as exc:
+            shipper.error(str(exc))
+            return TaskOutcome(wire.TaskStatus.ERRORED, {}, str(exc)), wire.ResponseCode.FAILED
         ctx = TaskContext(task_id=package.delegate_task_id, account_id=package.account_id,
                           timeout_s=timeout_s, log=shipper, work_dir=self._s.delegate_work_dir)
         try:
@@ -299,13 +287,18 @@ class TaskRunner:
             return TaskOutcome(wire.TaskStatus.FAILED, {}, message), wire.ResponseCode.OK
         return outcome, wire.ResponseCode.OK
 
-    async def _finish(self, task_id: str, outcome: TaskOutcome, code: wire.ResponseCode) -> None:
+    async def _finish(self, task_id: str, outcome: TaskOutcome, code: wire.ResponseCode,
+                      log_lines: list[wire.LogLine] | None = None) -> None:
+        if code == wire.ResponseCode.OK and outcome.status not in (
+            wire.TaskStatus.SUCCEEDED, wire.TaskStatus.FAILED
+        ):
+            code = wire.ResponseCode.FAILED  # OK means "it ran": SUCCEEDED or FAILED only
         response = {**outcome.response, "status": outcome.status.value}
         if outcome.error_message:
             response["errorMessage"] = log.scrub(outcome.error_message)
         result = wire.TaskResult(account_id=self._s.account_id, response_code=code,
                                  response=response, delegate_instance_id=self._instance_id)
-        await asyncio.to_thread(self.spool.write, task_id, result)
+        await asyncio.to_thread(self.spool.write, task_id, result, log_lines)
         self.sender.submit(task_id)
         self._metrics.tasks_finished.labels(status=outcome.status.value).inc()
         _log.info("task.finished", status=outcome.status.value, error=outcome.error_message)
@@ -333,6 +326,21 @@ class TaskRunner:
             _log.warning("tasks.results_unsent", count=len(self.sender.unsent),
                          note="kept in the spool; sent by the next start")
         return finished
+
+
+def decode(package: wire.DelegateTaskPackage) -> tuple[registry.TaskType[Any], Any]:
+    """The task type and validated input of a package, or TaskError saying what is wrong with it."""
+    kind = registry.get(package.task_type)
+    if kind is None:
+        raise TaskError(f"unknown task type {package.task_type[:100]!r}; this delegate runs "
+                        f"{', '.join(registry.names())}")
+    size = len(json.dumps(package.data))
+    if size > wire.MAX_TASK_DATA_BYTES:
+        raise TaskError(f"task data is {size} bytes; the limit is {wire.MAX_TASK_DATA_BYTES}")
+    try:
+        return kind, kind.input_model.model_validate(package.data)
+    except ValidationError as exc:
+        raise TaskError(f"invalid data for {package.task_type}: {_describe(exc)}") from None
 
 
 def _describe(exc: ValidationError) -> str:

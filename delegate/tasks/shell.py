@@ -1,4 +1,6 @@
-"""SHELL_SCRIPT: run a bash script under the task's timeout, stream its output, report its exit code."""
+"""SHELL_SCRIPT: run a bash script under the task's timeout, stream its output, report its exit code.
+
+Also NOOP, the smallest task there is."""
 
 from __future__ import annotations
 
@@ -22,6 +24,18 @@ class ShellScriptInput(TaskInput):
         if value is not None and not Path(value).is_absolute():
             raise ValueError("workingDirectory must be an absolute path")
         return value
+
+
+class NoopInput(TaskInput):
+    """No input: `data` must be empty (or hold only `comment`)."""
+
+    comment: str | None = None
+
+
+@task_type("NOOP", NoopInput)
+async def noop(ctx: TaskContext, data: NoopInput) -> TaskOutcome:
+    """Does nothing and succeeds: proves a delegate takes and reports work (and benchmarks it)."""
+    return TaskOutcome.ok()
 
 
 @task_type("SHELL_SCRIPT", ShellScriptInput)

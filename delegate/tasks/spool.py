@@ -1,9 +1,11 @@
 """The result spool: a result is on disk before it is sent, and leaves only once the manager has it.
 
-`<work dir>/spool/results/<taskId>.json`, written atomically. The sender retries a result until the
-manager confirms it (2xx) or refuses it for good (4xx: the task is not ours any more). Results left
-by a previous process (a crash, an upgrade) are sent when the next one starts, so neither a manager
-outage nor a delegate restart loses one; the manager applies a repeat at most once.
+`<work dir>/spool/results/<taskId>.json`, written atomically, holds the result and any log lines the
+manager has not confirmed yet (they are sent first, so a task's log is complete when it is final).
+The sender retries a result until the manager confirms it (2xx) or refuses it for good (4xx: the
+task is not ours any more). Results left by a previous process (a crash, an upgrade) are sent when
+the next one starts, so neither a manager outage nor a delegate restart loses one; the manager
+applies a repeat at most once.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ SEND_POLICY = retry.RetryPolicy(
 )
 
 
+class SpooledResult(wire.WireModel):
+    result: wire.TaskResult
+    log_lines: list[wire.LogLine] = []
+
+
 class ResultSpool:
     def __init__(self, work_dir: Path) -> None:
         self.dir = work_dir / "spool" / "results"
@@ -36,18 +43,20 @@ class ResultSpool:
             raise ValueError(f"task id {task_id[:40]!r} is not a safe file name")
         return self.dir / f"{task_id}.json"
 
-    def write(self, task_id: str, result: wire.TaskResult) -> None:
+    def write(self, task_id: str, result: wire.TaskResult,
+              log_lines: list[wire.LogLine] | None = None) -> None:
         path = self._path(task_id)
         tmp = path.with_suffix(".tmp")
+        record = SpooledResult(result=result, log_lines=log_lines or [])
         with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(result.model_dump_json(by_alias=True, exclude_none=True))
+            fh.write(record.model_dump_json(by_alias=True, exclude_none=True))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
 
-    def read(self, task_id: str) -> wire.TaskResult | None:
+    def read(self, task_id: str) -> SpooledResult | None:
         try:
-            return wire.TaskResult.model_validate_json(self._path(task_id).read_bytes())
+            return SpooledResult.model_validate_json(self._path(task_id).read_bytes())
         except FileNotFoundError:
             return None
         except ValueError:
@@ -103,13 +112,19 @@ class ResultSender:
                     self._idle.set()
 
     async def _send(self, task_id: str) -> None:
-        result = await asyncio.to_thread(self._spool.read, task_id)
-        if result is None:
+        record = await asyncio.to_thread(self._spool.read, task_id)
+        if record is None:
             self.unsent.discard(task_id)
             return
+        result = record.result
         await self._registered.wait()
+        lines = record.log_lines
 
         async def attempt() -> None:
+            nonlocal lines
+            while lines:  # the log first, so that a final task has its whole log
+                await self._client.send_logs(task_id, wire.LogBatch(lines=lines[:500]))
+                lines = lines[500:]
             meta = await self._client.send_result(task_id, result)
             _log.info(
                 "task.result_sent", task_id=task_id, status=result.response.get("status"),

@@ -42,6 +42,9 @@ class Manager:
         self.dispatcher = Dispatcher(self.delegates, self.hub, fanout=settings.broadcast_fanout)
         self._rebroadcast_ms = int(settings.rebroadcast_s * 1000)
         self._orphan_ms = int(settings.task_orphan_s * 1000)
+        #: a manager that was down cannot tell a lost delegate from one that could not reach it:
+        #: it judges heartbeats only once it has been up for the whole threshold
+        self.started_ms = db.now_ms()
 
     def close(self) -> None:
         self.conn.close()
@@ -103,9 +106,11 @@ class Manager:
     async def tick(self) -> None:
         """Disconnect marking, expiry, re-queueing lost tasks, rebroadcasting. Called every ~1 s."""
         now = db.now_ms()
-        self.delegates.mark_disconnected(now)
+        if now - self.started_ms > self.settings.disconnect_after_s * 1000:
+            self.delegates.mark_disconnected(now)
         self._expire(now)
-        self._requeue_orphans(now)
+        if now - self.started_ms > self._orphan_ms:
+            self._requeue_orphans(now)
         for row in self.tasks.due_broadcasts(now):
             await self._broadcast(row, now)
 

@@ -118,7 +118,13 @@ async def list_tasks(request: web.Request) -> web.Response:
     if status is not None and status not in {s.value for s in TaskStatus}:
         raise ApiError(400, "INVALID_REQUEST",
                        f"query 'status': {status!r} is not one of {[s.value for s in TaskStatus]}")
-    return ok({"tasks": [task_view(r) for r in manager.tasks.list(status)]})
+    try:
+        limit = int(request.query.get("limit", "200"))
+    except ValueError:
+        limit = -1
+    if not 1 <= limit <= 10_000:
+        raise ApiError(400, "INVALID_REQUEST", "query 'limit': expected a whole number 1..10000")
+    return ok({"tasks": [task_view(r) for r in manager.tasks.list(status, limit)]})
 
 
 async def abort_task(request: web.Request) -> web.Response:
