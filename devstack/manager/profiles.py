@@ -130,6 +130,16 @@ async def assign_group(request: web.Request) -> web.Response:
     return ok({"profileId": body.profile_id})
 
 
+async def get_result(request: web.Request) -> web.Response:
+    """What the delegate reported from its last profile run (null before the first)."""
+    manager = request.app[MANAGER]
+    check_api_key(request, manager.account)
+    rec = manager.delegates.require(request.match_info["delegateId"])
+    row = manager.conn.execute("SELECT profile_result FROM delegates WHERE delegate_id=?",
+                               (rec.delegate_id,)).fetchone()
+    return ok(db.from_json(row["profile_result"], None) if row else None)
+
+
 def _require_profile(manager: Manager, profile_id: str | None) -> None:
     if profile_id is not None and _profile(manager.conn, profile_id) is None:
         raise ApiError(404, "NOT_FOUND",
@@ -143,3 +153,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_put("/api/setup/profiles/{profileId}", put_profile)
     app.router.add_put("/api/setup/delegates/{delegateId}/profile", assign_delegate)
     app.router.add_put("/api/setup/groups/{groupName}/profile", assign_group)
+    app.router.add_get("/api/setup/delegates/{delegateId}/profile-result", get_result)
