@@ -1,9 +1,9 @@
 """ECS executors under test: a real manager and delegate processes, the local AWS in this process.
 
-One local AWS serves the whole folder (moto allows one per process; a session-wide one started by
-another folder is reused). Each test makes its own cluster (`world`), so tests do not see each
-other's services. The manager and one delegate are shared per module; tests that restart a delegate
-start their own.
+One local AWS per module (moto allows one per process: one already running, e.g. the session-wide
+one of tests/devstack/aws, is reused; ours stops after the module so that one can start later).
+Each test makes its own cluster (`world`), so tests do not see each other's services. The manager
+and one delegate are shared per module; tests that restart a delegate start their own.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tests.devstack.aws.world import EcsWorld
 from tests.support import Manager, Process, start_delegate, wait_until
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ecs_aws() -> Iterator[LocalAws]:
     running = server._running
     if running is not None:
