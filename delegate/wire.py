@@ -236,7 +236,7 @@ class TaskResult(WireModel):
 
 
 class LogLine(WireModel):
-    seq: int  # per task, from 0; the manager drops a seq it has already stored
+    seq: int  # increasing per task (see docs/protocol.md); the manager drops a seq it has
     ts: int  # epoch millis
     level: Literal["INFO", "WARN", "ERROR"] = "INFO"
     message: str

@@ -30,7 +30,9 @@ class LogShipper(TaskLog):
         self._task_id = task_id
         self._pending: collections.deque[wire.LogLine] = collections.deque()
         self._max_pending = max_pending
-        self._seq = 0
+        # Numbered from this delivery's start (ms x 1000), so that the lines of a re-delivered
+        # task follow the first delivery's instead of colliding with them in the manager.
+        self._seq = int(time.time() * 1000) * 1000
         self._dropped = 0
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None

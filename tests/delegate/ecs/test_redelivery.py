@@ -43,8 +43,10 @@ def test_a_redelivered_deploy_follows_the_first_deployment_instead_of_starting_a
     assert result(task)["updated"] is False
     assert (calls[("ecs", "UpdateService")], calls[("ecs", "RegisterTaskDefinition")]) == (
         before[0] + 1, before[1] + 1), "one update and one registration in all"
-    # (The second delivery's log lines are not asserted: the manager keeps log lines by sequence
-    # number, and a new delivery numbers its lines from 0 again, so they are dropped as duplicates.)
+    # both deliveries' logs are kept, the second after the first
+    text = log_text(task)
+    assert "updated service" in text
+    assert text.rindex("COMPLETED") > text.index("updated service"), text
     final = world.service()
     assert [d["id"] for d in final["deployments"]] == [first_deployment]
     assert second.alive()
