@@ -16,6 +16,7 @@ from delegate.wire import (
     DelegateRegisterResponse,
     DelegateUnregisterRequest,
     LogBatch,
+    RegisterAction,
     TaskEventsResponse,
     TaskResult,
 )
@@ -44,6 +45,10 @@ async def register(request: web.Request) -> web.Response:
     manager = _manager(request)
     params = await read_model(request, DelegateParams)
     _check_account(manager, params.account_id)
+    if manager.delegates.is_deleted(params):
+        log.info("delegate.self_destruct_sent", delegate_id=params.delegate_id)
+        return ok(DelegateRegisterResponse(delegate_id=params.delegate_id or "",
+                                           action=RegisterAction.SELF_DESTRUCT))
     rec = manager.delegates.register(params, db.now_ms())
     manager.tasks.touch_listed(rec.delegate_id, params.currently_executing_delegate_tasks,
                                rec.last_heartbeat)

@@ -27,6 +27,12 @@ CREATE TABLE IF NOT EXISTS account (
     api_key TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS deleted_delegates (
+    delegate_id TEXT PRIMARY KEY,
+    random_token TEXT,
+    deleted_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deleted_delegates_token ON deleted_delegates(random_token);
 CREATE TABLE IF NOT EXISTS delegates (
     delegate_id TEXT PRIMARY KEY,
     account_id TEXT NOT NULL,

@@ -280,6 +280,26 @@ class Delegates:
         log.info("delegate.unregistered", delegate_id=delegate_id, host_name=rec.host_name)
         return rec
 
+    def delete(self, delegate_id: str, now: int) -> DelegateRecord:
+        """Remove a delegate for good: its record goes, a tombstone stays so that the process (or
+        a restart of it with the same identity) is told SELF_DESTRUCT when it comes back."""
+        rec = self.require(delegate_id)
+        self._conn.execute(
+            "INSERT OR REPLACE INTO deleted_delegates (delegate_id, random_token, deleted_at)"
+            " VALUES (?,?,?)", (rec.delegate_id, rec.random_token, now))
+        self._conn.execute("DELETE FROM delegates WHERE delegate_id=?", (delegate_id,))
+        del self.by_id[delegate_id]
+        log.info("delegate.deleted", delegate_id=delegate_id, host_name=rec.host_name)
+        return rec
+
+    def is_deleted(self, params: DelegateParams) -> bool:
+        """Was this delegate (by id, or for ECS by its random token) deleted by a person?"""
+        row = self._conn.execute(
+            "SELECT 1 FROM deleted_delegates WHERE delegate_id=? OR"
+            " (random_token IS NOT NULL AND random_token=?)",
+            (params.delegate_id or "", params.delegate_random_token or "")).fetchone()
+        return row is not None
+
     def set_profile(self, delegate_id: str, profile_id: str | None) -> None:
         rec = self.require(delegate_id)
         rec.assigned_profile_id = profile_id

@@ -13,7 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from delegate.wire import MAX_TASK_DATA_BYTES, Capability, TaskStatus
+from delegate.wire import MAX_TASK_DATA_BYTES, Capability, SelfDestructEvent, TaskStatus
 from devstack.manager import db
 from devstack.manager.auth import check_api_key
 from devstack.manager.core import MANAGER, Manager
@@ -112,6 +112,17 @@ async def show_task(request: web.Request) -> web.Response:
     return ok(view)
 
 
+async def delete_delegate(request: web.Request) -> web.Response:
+    """Delete a delegate, as in the real manager: it is told to self-destruct and never comes back
+    under that identity (the container should then be stopped by its operator)."""
+    manager = _manager(request)
+    delegate_id = request.match_info["delegateId"]
+    manager.delegates.delete(delegate_id, db.now_ms())
+    await manager.hub.send(delegate_id, SelfDestructEvent(delegate_id=delegate_id).dump())
+    await manager.hub.close(delegate_id, "deleted")
+    return ok({"delegateId": delegate_id, "deleted": True})
+
+
 async def list_tasks(request: web.Request) -> web.Response:
     manager = _manager(request)
     status = request.query.get("status") or None
@@ -135,6 +146,7 @@ async def abort_task(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/setup/delegates", list_delegates)
+    app.router.add_delete("/api/setup/delegates/{delegateId}", delete_delegate)
     app.router.add_post("/api/setup/tasks", submit_task)
     app.router.add_get("/api/setup/tasks", list_tasks)
     app.router.add_get("/api/setup/tasks/{taskId}", show_task)

@@ -132,6 +132,20 @@ def test_sigterm_unregisters_and_exits_0(manager: Manager, delegates: Start) -> 
     assert manager.delegate(delegateId=delegate_id)["status"] == "DISCONNECTED"
 
 
+def test_deleted_delegate_self_destructs_and_stays_gone(manager: Manager,
+                                                       delegates: Start) -> None:
+    proc = delegates("d1")
+    delegate_id = proc.wait_event("manager.registered")["delegate_id"]
+    wait_until(lambda: connected(manager, delegate_id), 10, "CONNECTED")
+    manager.api("DELETE", f"/api/setup/delegates/{delegate_id}")
+    assert proc.wait(10) == 4  # the "do not restart me" exit code
+    assert proc.find("delegate.self_destruct")
+    assert manager.delegate(delegateId=delegate_id) is None
+    again = delegates("d1")  # same work dir: same ECS token, so the same identity
+    assert again.wait(15) == 4
+    assert not again.find("manager.registered")
+
+
 def test_no_secret_in_any_output(manager: Manager, delegates: Start, tmp_path: Path) -> None:
     proc = delegates("d1", POLL_FOR_TASKS="false", LOG_LEVEL="DEBUG")
     delegate_id = proc.wait_event("manager.registered")["delegate_id"]
