@@ -49,7 +49,8 @@ class Metrics:
         self.tasks_refused = Counter(
             "delegate_tasks_refused", "Task offers not taken, by reason", ["reason"], registry=r
         )
-        lag_buckets = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+        lag_buckets = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5,
+                       1, 2.5, 5)
         self.heartbeat_delay = Histogram(
             "delegate_heartbeat_delay_seconds",
             "How late each heartbeat left against its schedule", registry=r, buckets=lag_buckets,
