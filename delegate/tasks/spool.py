@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
 from pathlib import Path
 
 from delegate import log, retry, wire
@@ -67,8 +68,17 @@ class ResultSpool:
     def remove(self, task_id: str) -> None:
         self._path(task_id).unlink(missing_ok=True)
 
-    def pending(self) -> list[str]:
-        return sorted(p.stem for p in self.dir.glob("*.json"))
+    def pending(self, older_than_s: float = 0.0) -> list[str]:
+        """Spooled task ids; with `older_than_s`, only files written at least that long ago."""
+        cutoff = time.time() - older_than_s
+        found = []
+        for path in self.dir.glob("*.json"):
+            try:
+                if older_than_s <= 0 or path.stat().st_mtime <= cutoff:
+                    found.append(path.stem)
+            except FileNotFoundError:
+                continue  # sent and removed meanwhile
+        return sorted(found)
 
 
 class ResultSender:
@@ -100,6 +110,18 @@ class ResultSender:
         async with asyncio.TaskGroup() as group:
             for i in range(self._parallel):
                 group.create_task(self._worker(), name=f"results.sender{i}")
+            group.create_task(self._rescan(), name="results.rescan")
+
+    async def _rescan(self, every_s: float = 2.0) -> None:
+        """Pick up results another process left in the shared work dir (an upgrade's old delegate
+        that exited before the manager took them), so they do not wait for the next restart."""
+        while True:
+            await asyncio.sleep(every_s)
+            found = await asyncio.to_thread(self._spool.pending, every_s)
+            for task_id in found:
+                if task_id not in self.unsent:
+                    _log.info("spool.adopted", task_id=task_id)
+                    self.submit(task_id)
 
     async def _worker(self) -> None:
         while True:

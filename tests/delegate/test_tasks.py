@@ -203,3 +203,27 @@ def test_secrets_are_not_handed_to_scripts(manager: Manager, delegates: Start) -
                              timeoutMs=10_000)
     task = manager.wait_task(task_id)
     assert [line["message"] for line in task["logLines"]] == ["token=[]"]
+
+
+@pytest.mark.timeout(90)
+def test_result_left_by_another_process_in_the_work_dir_is_adopted(
+    manager: Manager, delegates: Start, tmp_path: Path
+) -> None:
+    # An upgrade runs two processes in one work dir; the old one may exit with a result unsent.
+    old = delegates("w")
+    old.wait_event("manager.registered")
+    marker = tmp_path / "runs.txt"
+    task_id = manager.submit("SHELL_SCRIPT", shell(f"sleep 3; echo run >> {marker}"),
+                             timeoutMs=120_000)
+    wait_until(lambda: manager.task(task_id)["status"] == "STARTED", 10, "STARTED")
+    new = delegates("w")  # same work dir, same identity, started while the old one works
+    new.wait_event("manager.registered")
+    manager.stop()
+    old.wait_event("task.finished", timeout=15)
+    assert old.stop() == 0  # drains within its budget; the result stays in the spool
+    assert list((tmp_path / "w" / "spool" / "results").glob("*.json"))
+    new.wait_event("spool.adopted", timeout=15, task_id=task_id)
+    manager.start()
+    task = manager.wait_task(task_id, timeout=30)
+    assert task["status"] == "SUCCEEDED"
+    assert marker.read_text().split() == ["run"]  # ran once, reported by the other process
