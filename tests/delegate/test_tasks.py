@@ -227,3 +227,26 @@ def test_result_left_by_another_process_in_the_work_dir_is_adopted(
     task = manager.wait_task(task_id, timeout=30)
     assert task["status"] == "SUCCEEDED"
     assert marker.read_text().split() == ["run"]  # ran once, reported by the other process
+
+
+@pytest.mark.timeout(60)
+def test_a_task_longer_than_the_orphan_window_is_kept_alive_by_heartbeats(
+    manager: Manager, delegates: Start, tmp_path: Path
+) -> None:
+    # the manager fixture re-queues a STARTED task its delegate has not listed for 5 s
+    delegates("d1").wait_event("manager.registered")
+    marker = tmp_path / "runs.txt"
+    task_id = manager.submit("SHELL_SCRIPT", shell(f"echo run >> {marker}; sleep 8"),
+                             timeoutMs=60_000)
+    assert manager.wait_task(task_id, timeout=30)["status"] == "SUCCEEDED"
+    assert marker.read_text().split() == ["run"]
+
+
+@pytest.mark.timeout(60)
+def test_work_is_refused_above_the_resource_threshold(manager: Manager, delegates: Start) -> None:
+    proc = delegates("d1", DELEGATE_RESOURCE_THRESHOLD="0.5")  # memory use is always above 0.5 %
+    proc.wait_event("manager.registered")
+    task_id = manager.submit("NOOP", {}, timeoutMs=3_000)
+    proc.wait_event("task.refused_resources", timeout=10)
+    assert manager.wait_task(task_id, timeout=20)["status"] == "EXPIRED"
+    assert proc.alive()
