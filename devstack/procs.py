@@ -65,6 +65,9 @@ class Process:
         self.proc = subprocess.Popen(
             self.args, env=self.env, cwd=self.cwd, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, bufsize=1,
+            # its own session: a Ctrl-C meant for the demo or a test run does not hit it first;
+            # whoever started it stops it in order (delegate before manager)
+            start_new_session=True,
         )
         threading.Thread(target=self._pump, daemon=True).start()
         return self
