@@ -110,15 +110,6 @@ def test_without_the_breaker_the_service_keeps_retrying(ecs_world: EcsWorld) -> 
 
 def test_a_bad_marker_fails_the_task_with_a_reason_naming_it(ecs_world: EcsWorld) -> None:
     td = ecs_world.task_definition(DEVSTACK_EXIT_CODE="lots")
-    task = ecs_world.ecs.run_task(
-        cluster=ecs_world.cluster,
-        taskDefinition=td,
-        launchType="FARGATE",
-        networkConfiguration=ecs_world.network,
-    )["tasks"][0]
-    ecs_world.ecs.get_waiter("tasks_stopped").wait(
-        cluster=ecs_world.cluster, tasks=[task["taskArn"]], WaiterConfig={"Delay": 1, "MaxAttempts": 20}
-    )
-    stopped = ecs_world.ecs.describe_tasks(cluster=ecs_world.cluster, tasks=[task["taskArn"]])["tasks"][0]
+    stopped = ecs_world.wait_task(ecs_world.run_task(td)["taskArn"])
     assert stopped["stopCode"] == "TaskFailedToStart"
     assert "DEVSTACK_EXIT_CODE='lots'" in stopped["stoppedReason"]

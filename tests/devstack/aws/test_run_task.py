@@ -12,22 +12,11 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def run_and_wait(world: EcsWorld, td: str, **extra: Any) -> dict[str, Any]:
-    task = world.ecs.run_task(
-        cluster=world.cluster,
-        taskDefinition=td,
-        launchType="FARGATE",
-        networkConfiguration=world.network,
-        **extra,
-    )["tasks"][0]
+    task = world.run_task(td, **extra)
     assert task["lastStatus"] == "PROVISIONING"
     assert task["desiredStatus"] == "RUNNING"
-    world.ecs.get_waiter("tasks_running").wait(
-        cluster=world.cluster, tasks=[task["taskArn"]], WaiterConfig={"Delay": 1, "MaxAttempts": 20}
-    )
-    world.ecs.get_waiter("tasks_stopped").wait(
-        cluster=world.cluster, tasks=[task["taskArn"]], WaiterConfig={"Delay": 1, "MaxAttempts": 20}
-    )
-    return dict(world.ecs.describe_tasks(cluster=world.cluster, tasks=[task["taskArn"]])["tasks"][0])
+    world.wait_task(task["taskArn"], "tasks_running")
+    return world.wait_task(task["taskArn"])
 
 
 def test_a_task_exits_with_the_marked_code(ecs_world: EcsWorld) -> None:
@@ -56,16 +45,7 @@ def test_container_overrides_can_carry_the_marker(ecs_world: EcsWorld) -> None:
 
 def test_a_task_that_never_starts_has_no_exit_code(ecs_world: EcsWorld) -> None:
     td = ecs_world.task_definition(DEVSTACK_FAIL="start")
-    task = ecs_world.ecs.run_task(
-        cluster=ecs_world.cluster,
-        taskDefinition=td,
-        launchType="FARGATE",
-        networkConfiguration=ecs_world.network,
-    )["tasks"][0]
-    ecs_world.ecs.get_waiter("tasks_stopped").wait(
-        cluster=ecs_world.cluster, tasks=[task["taskArn"]], WaiterConfig={"Delay": 1, "MaxAttempts": 20}
-    )
-    stopped = ecs_world.ecs.describe_tasks(cluster=ecs_world.cluster, tasks=[task["taskArn"]])["tasks"][0]
+    stopped = ecs_world.wait_task(ecs_world.run_task(td)["taskArn"])
     assert stopped["stopCode"] == "TaskFailedToStart"
     assert "exitCode" not in stopped["containers"][0]
     assert "startedAt" not in stopped

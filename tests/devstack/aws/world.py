@@ -110,6 +110,19 @@ class EcsWorld:
 
         return dict(wait_for(done, f"service {name} to complete its deployment", timeout_s))
 
+    def run_task(self, td: str, **extra: Any) -> dict[str, Any]:
+        """RunTask on Fargate in this world's network; the task as RunTask answers it."""
+        return dict(self.ecs.run_task(
+            cluster=self.cluster, taskDefinition=td, launchType="FARGATE",
+            networkConfiguration=self.network, **extra,
+        )["tasks"][0])
+
+    def wait_task(self, task_arn: str, waiter: str = "tasks_stopped") -> dict[str, Any]:
+        """Wait with `waiter` (tasks_running / tasks_stopped), then describe the task."""
+        self.ecs.get_waiter(waiter).wait(
+            cluster=self.cluster, tasks=[task_arn], WaiterConfig={"Delay": 1, "MaxAttempts": 20})
+        return dict(self.ecs.describe_tasks(cluster=self.cluster, tasks=[task_arn])["tasks"][0])
+
     def running_tasks(self, name: str = "web") -> list[dict[str, Any]]:
         arns = self.ecs.list_tasks(cluster=self.cluster, serviceName=name)["taskArns"]
         if not arns:
