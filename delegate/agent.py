@@ -67,7 +67,8 @@ class Agent:
         self._supervisor = Supervisor()
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
-        self._extra_checks: list[Any] = []
+        #: short-lived tasks (catch-up polls), kept so they are neither collected nor leaked
+        self._background: set[asyncio.Task[Any]] = set()
         channel = ChannelSettings.from_env()  # set when a watcher started this process
         self.channel = None if channel is None else WatcherChannel(
             channel, self.runner, healthy=self.healthy,
@@ -86,16 +87,17 @@ class Agent:
             self._stop.set()
 
     def _catch_up(self) -> None:
-        if not self.settings.poll_for_tasks and not self._stop.is_set():
-            self._supervisor_spawn_once("tasks.catch_up", self.connection.poll_once())
-
-    def _supervisor_spawn_once(self, name: str, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
+        """A streaming delegate that refused offers while full asks for queued work once freed."""
+        if self.settings.poll_for_tasks or self._stop.is_set():
+            return
+        if any(t.get_name() == "tasks.catch_up" for t in self._background):
+            return  # one at a time is enough
+        task = asyncio.get_running_loop().create_task(self.connection.poll_once(),
+                                                      name="tasks.catch_up")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     async def run(self) -> ExitCode:
-        self._background: set[asyncio.Task[Any]] = set()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
