@@ -50,14 +50,24 @@ async def deploy(ctx: TaskContext, data: RollingDeployInput) -> TaskOutcome:
         desired = data.desired_count if data.desired_count is not None else int(svc.get("desiredCount", 1))
         started = await services.create_service(aws, cluster, svc, td_arn, desired, ctx.task_id, ctx.log)
     else:
+        service_arn = str(current["serviceArn"])
         found = await scaling.read(aws, cluster, name)
-        await scaling.deregister(aws, found, ctx.log)
+        if found:
+            await scaling.remember(aws, service_arn, found, ctx.log)
+            await scaling.deregister(aws, found, ctx.log)
+        else:
+            found = await scaling.recall(aws, service_arn)
+            if found:
+                ctx.log.info("found the auto scaling an earlier delivery of this deploy took off; "
+                             "it is restored after the deploy")
         try:
             started = await services.update_service(
                 aws, cluster, current, svc, td_arn, desired_on_update(data, svc),
                 data.force_new_deployment, ctx.log)
         except BaseException:
             await scaling.register(aws, found, ctx.log)
+            if found:
+                await scaling.forget(aws, service_arn)
             raise
     response: dict[str, Any] = {
         "serviceName": name, "serviceArn": started.service.get("serviceArn"), "cluster": cluster,
@@ -73,6 +83,8 @@ async def deploy(ctx: TaskContext, data: RollingDeployInput) -> TaskOutcome:
         restore = wanted if (verdict is not None and verdict.ok and wanted) else found
         await scaling.register(aws, restore, ctx.log)
         response["scalingRestored"] = bool(restore)
+        if found:
+            await scaling.forget(aws, str(started.service.get("serviceArn")))
     if verdict.ok:
         ctx.log.info(f"deploy of {name} succeeded: {verdict.message}")
     else:
