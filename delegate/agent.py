@@ -69,7 +69,7 @@ class Agent:
         self._force = asyncio.Event()
         #: short-lived tasks (catch-up polls), kept so they are neither collected nor leaked
         self._background: set[asyncio.Task[Any]] = set()
-        channel = ChannelSettings.from_env()  # set when a watcher started this process
+        channel = ChannelSettings.from_settings(settings)  # set when a watcher started this process
         self.channel = None if channel is None else WatcherChannel(
             channel, self.runner, healthy=self.healthy,
             delegate_id=lambda: self.connection.delegate_id, request_stop=self.request_stop)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from delegate import __version__, log
+from delegate.config import Settings
 
 _log = log.get("delegate.channel")
 _NAME = re.compile(r"^[a-z][a-z-]{0,40}$")
@@ -58,6 +59,15 @@ class ChannelSettings:
     root: Path
     heartbeat_interval_s: float = 10.0
     watcher_gone_after_s: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ChannelSettings | None:
+        """The channel the watcher gave this process, from the one settings object (None: no watcher)."""
+        if settings.harness_watcher_channel_dir is None:
+            return None
+        return cls(settings.harness_watcher_channel_dir,
+                   settings.harness_watcher_heartbeat_interval_s,
+                   settings.harness_watcher_gone_after_s)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ChannelSettings | None:

@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     delegate_reconnect_max_s: float = Field(default=30.0, gt=0)
     delegate_shutdown_budget_s: float = Field(default=4.0, gt=0)
     delegate_profile_interval_s: float = Field(default=180.0, gt=0)
+    # --- set by the watcher for the process it starts (docs/watcher.md); unset without a watcher ---
+    harness_watcher_channel_dir: Path | None = None
+    harness_watcher_heartbeat_interval_s: float = Field(default=10.0, gt=0)
+    harness_watcher_gone_after_s: float = Field(default=60.0, gt=0)
+
     log_format: LogFormat = LogFormat.AUTO
     log_level: str = Field(default="INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR)$")
 
