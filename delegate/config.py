@@ -24,7 +24,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from delegate.auth import InvalidDelegateToken, normalize_token
 from delegate.errors import ConfigError
@@ -123,6 +128,18 @@ class Settings(BaseSettings):
     log_format: LogFormat = LogFormat.AUTO
     log_level: str = Field(default="INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR)$")
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only what `load()` hands over: the environment it was given, nothing read behind it."""
+        return (init_settings,)
+
     @field_validator("delegate_tags", mode="before")
     @classmethod
     def _tags(cls, value: Any) -> Any:
@@ -216,17 +233,14 @@ def _env_name(field: str) -> str:
 def load(environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from `environ` (default: the process environment) or raise ConfigError."""
     env = dict(os.environ if environ is None else environ)
-    # pydantic-settings reads os.environ; hand it exactly the mapping we were given.
-    saved = dict(os.environ)
+    # Variables match fields case-insensitively (ACCOUNT_ID -> account_id); aliased fields
+    # (HOSTNAME, NO_PROXY, ...) match their alias as written. Unknown variables are ignored.
+    values: dict[str, Any] = {key.lower(): value for key, value in env.items()}
+    values.update(env)
     try:
-        os.environ.clear()
-        os.environ.update(env)
-        return Settings()
+        return Settings(**values)
     except ValidationError as exc:
         raise ConfigError(describe(exc)) from None
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def describe(exc: ValidationError) -> str:

@@ -32,6 +32,17 @@ def test_task_spec_environment_parses() -> None:
     assert TOKEN not in repr(s)
 
 
+def test_delegate_hostname_wins_over_the_container_hostname() -> None:
+    both = config.load({**BASE, "HOSTNAME": "container", "DELEGATE_HOSTNAME": "chosen"})
+    assert both.hostname == "chosen"
+    assert config.load({**BASE, "HOSTNAME": "container"}).hostname == "container"
+
+
+def test_only_the_given_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DELEGATE_GROUP_NAME", "from-the-process")
+    assert config.load(BASE).delegate_group_name is None
+
+
 def test_account_secret_wins_and_base64_is_accepted() -> None:
     other = "f" * 32
     s = config.load({**BASE, "ACCOUNT_SECRET": base64.b64encode(other.encode()).decode()})
