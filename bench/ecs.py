@@ -36,18 +36,13 @@ def run() -> str:
     ecs_demo.quiet_local_aws()
     with tempfile.TemporaryDirectory(prefix="bench-ecs-") as tmp, LocalAws(port=0) as aws:
         base = Path(tmp)
-        manager = Manager(base / "manager")
-        manager.data_dir.mkdir()
-        manager.start()
-        try:
+        with Manager(base / "manager") as manager:
             delegate = _start_delegate(manager, base / "delegate", aws)
             try:
                 rows = _concurrent(manager, delegate, aws)
                 rows += _side_by_side(manager, aws)
             finally:
                 delegate.stop()
-        finally:
-            manager.stop()
     return table("ECS deploys on the local ECS", rows)
 
 

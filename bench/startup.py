@@ -17,13 +17,8 @@ IDLE_S = 30.0
 def run() -> str:
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         base = Path(tmp)
-        manager = Manager(base / "manager")
-        manager.data_dir.mkdir()
-        manager.start()
-        try:
+        with Manager(base / "manager") as manager:
             return _measure(manager, base)
-        finally:
-            manager.stop()
 
 
 def _start(manager: Manager, work: Path) -> Process:

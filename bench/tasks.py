@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from bench.common import percentile, table
-from devstack.procs import FINAL_STATES, REPO, Manager, Process, delegate_env
+from devstack.procs import FINAL_STATES, REPO, Manager, Process, delegate_env, wait_until
 
 PICKUP_STREAM_N = 200
 PICKUP_POLL_N = 25
@@ -75,9 +75,7 @@ async def _ws_floor(n: int = 2000) -> tuple[float, float]:
 # --- helpers -------------------------------------------------------------------------------------
 
 def _stack(base: Path, n: int, **env: str) -> tuple[Manager, list[Process]]:
-    manager = Manager(base / "manager", "--rebroadcast-s", "1")
-    manager.data_dir.mkdir(parents=True)
-    manager.start()
+    manager = Manager(base / "manager", "--rebroadcast-s", "1").start()
     procs = []
     for i in range(n):
         work = base / f"d{i}"
@@ -85,11 +83,8 @@ def _stack(base: Path, n: int, **env: str) -> tuple[Manager, list[Process]]:
         e = delegate_env(manager, work, DELEGATE_HOSTNAME=f"bench-{i}", DELEGATE_TYPE="SHELL_SCRIPT",
                          LOG_LEVEL="WARNING", DELEGATE_HEARTBEAT_INTERVAL_S="10", **env)
         procs.append(Process([sys.executable, "-m", "delegate"], e, REPO).start())
-    deadline = time.monotonic() + 20
-    while len([d for d in manager.delegates() if d["status"] == "CONNECTED"]) < n:
-        if time.monotonic() > deadline:
-            raise RuntimeError("delegates did not connect")
-        time.sleep(0.05)
+    wait_until(lambda: len([d for d in manager.delegates() if d["status"] == "CONNECTED"]) >= n,
+               20, f"{n} delegates CONNECTED")
     time.sleep(0.5)
     return manager, procs
 

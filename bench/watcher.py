@@ -23,13 +23,8 @@ HANG_TIMEOUT_S = 3.0
 def run() -> str:
     with tempfile.TemporaryDirectory(prefix="bench-watcher-") as tmp:
         base = Path(tmp)
-        manager = Manager(base / "manager", "--rebroadcast-s", "1")
-        manager.data_dir.mkdir()
-        manager.start()
-        try:
+        with Manager(base / "manager", "--rebroadcast-s", "1") as manager:
             return _measure(manager, base)
-        finally:
-            manager.stop()
 
 
 def _watcher(manager: Manager, work: Path, **extra: str) -> Process:

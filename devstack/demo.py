@@ -17,13 +17,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
 from devstack import ecs_demo
-from devstack.procs import REPO, Manager, Process
+from devstack.procs import REPO, Manager, Process, wait_until
 
 GROUP = "ecs-demo"
 
@@ -47,21 +46,6 @@ class Step:
             return False
         print(f"[FAIL] {self.what}: {exc}", flush=True)
         raise SystemExit(1) from exc
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001 - keep polling; report the last error
-            last_error = exc
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} not seen within {timeout:.0f}s"
-                       + (f" (last error: {last_error})" if last_error else ""))
 
 
 def task_spec_env(manager_env: dict[str, str], work_dir: Path) -> dict[str, str]:
@@ -126,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, stack: Stack) -> int:
     manager = stack.manager
-    manager.data_dir.mkdir()
     with Step("start the local manager"):
         manager.start()
         print(f"       manager at {manager.url}")
@@ -146,7 +129,8 @@ def run(args: argparse.Namespace, stack: Stack) -> int:
         stack.delegate = Process([sys.executable, "-m", "delegate"], env, REPO).start()
 
     with Step(f"see the delegate Connected in group {GROUP!r}"):
-        member = wait_for("a CONNECTED delegate", lambda: connected_member(manager), 20)
+        member = wait_until(lambda: connected_member(manager), 20, "a CONNECTED delegate", every=0.1,
+                            tolerate=(OSError,))
         print(f"       {member['hostName']}  id={member['delegateId']}  "
               f"version={member['version']}  status={member['status']}")
 

@@ -31,14 +31,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.05,
+               tolerate: tuple[type[Exception], ...] = ()) -> Any:
+    """Poll `predicate` until it returns something truthy; `tolerate`d errors count as not yet."""
     deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
     while True:
-        value = predicate()
+        try:
+            value = predicate()
+        except tolerate as exc:
+            value, last_error = None, exc
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}"
+                                 + (f" (last error: {last_error})" if last_error else ""))
         time.sleep(every)
 
 
@@ -144,6 +151,12 @@ class Manager:
         self.port = 0
         self.process: Process | None = None
         self.env: dict[str, str] = {}
+
+    def __enter__(self) -> Manager:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
 
     def start(self, timeout: float = 20.0) -> Manager:
         env_file = self.data_dir / "delegate.env"

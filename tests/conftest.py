@@ -12,12 +12,9 @@ from tests.support import Manager, Process, start_delegate
 
 @pytest.fixture
 def manager(tmp_path: Path) -> Iterator[Manager]:
-    m = Manager(tmp_path / "manager", "--disconnect-after-s", "5", "--ecs-stale-slot-s", "3",
-                "--task-orphan-s", "5", "--rebroadcast-s", "1")
-    m.data_dir.mkdir()
-    m.start()
-    yield m
-    m.stop()
+    with Manager(tmp_path / "manager", "--disconnect-after-s", "5", "--ecs-stale-slot-s", "3",
+                 "--task-orphan-s", "5", "--rebroadcast-s", "1") as m:
+        yield m
 
 
 @pytest.fixture

@@ -3,24 +3,17 @@ helpers to register task definitions, create services and wait for them through 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import boto3
 
 from devstack.aws.server import LocalAws
+from devstack.procs import wait_until
 
 
 def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = 20.0, every_s: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(every_s)
+    return wait_until(predicate, timeout_s, what, every_s)
 
 
 class EcsWorld:
