@@ -56,7 +56,8 @@ class ProfileRunner:
         if answer.profile_id == "NONE":
             if profile_id:
                 _log.info("profile.removed", profile_id=profile_id)
-            for path in (self._profile_path, self._result_path):
+            # the result first: `profile` is the record that a profile applies, so it goes last
+            for path in (self._result_path, self._profile_path):
                 path.unlink(missing_ok=True)
             return
         await self._apply(answer)
