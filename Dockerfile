@@ -18,7 +18,9 @@ RUN /opt/venv/bin/pip install ${PIP_CERT:+--cert "$PIP_CERT"} \
 COPY pyproject.toml README.md ./
 COPY delegate ./delegate
 COPY watcher ./watcher
-# --no-deps: everything is pinned above; the wheel holds delegate/ and watcher/ only (no devstack)
+COPY protocol ./protocol
+# --no-deps: everything is pinned above; the wheel holds delegate/, watcher/ and protocol/ only
+# (no manager, no devstack)
 RUN /opt/venv/bin/pip install ${PIP_CERT:+--cert "$PIP_CERT"} --no-deps . \
     && /opt/venv/bin/pip uninstall --yes --quiet pip \
     && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \

@@ -16,7 +16,6 @@ import uuid
 from typing import Any
 
 from delegate import log
-from delegate.auth import TokenProvider
 from delegate.channel import ChannelSettings, WatcherChannel
 from delegate.client import ManagerClient
 from delegate.config import Settings
@@ -27,6 +26,7 @@ from delegate.metrics import Metrics
 from delegate.supervise import Supervisor
 from delegate.tasks.profile import ProfileRunner
 from delegate.tasks.runner import TaskRunner
+from protocol.auth import TokenProvider
 
 _log = log.get("delegate.agent")
 

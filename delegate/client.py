@@ -14,8 +14,7 @@ from urllib.parse import urlencode
 import aiohttp
 from pydantic import BaseModel, ValidationError
 
-from delegate import __version__, wire
-from delegate.auth import TokenProvider
+from delegate import __version__
 from delegate.config import Settings
 from delegate.errors import (
     AuthRejected,
@@ -23,6 +22,8 @@ from delegate.errors import (
     ManagerUnavailable,
     ProtocolViolation,
 )
+from protocol import wire
+from protocol.auth import TokenProvider
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -31,8 +31,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from delegate.auth import InvalidDelegateToken, normalize_token
 from delegate.errors import ConfigError
+from protocol.auth import InvalidDelegateToken, normalize_token
 
 #: exit code for "bad configuration: do not restart me until someone changes the environment"
 EXIT_CONFIG = 3

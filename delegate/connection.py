@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import aiohttp
 from pydantic import ValidationError
 
-from delegate import __version__, log, retry, wire
+from delegate import __version__, log, retry
 from delegate.client import ManagerClient
 from delegate.config import Settings
 from delegate.errors import (
@@ -34,6 +34,7 @@ from delegate.errors import (
 )
 from delegate.metrics import Metrics
 from delegate.sequence import SequenceConfig, SequenceFile
+from protocol import wire
 
 _log = log.get("delegate.connection")
 

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 # name -> (module, help)
 _COMMANDS: dict[str, tuple[str, str]] = {
-    "manager": ("devstack.manager.cli", "run the local manager (agent API, setup API, pages)"),
+    "manager": ("manager.cli", "run the manager (the same as `harness-manager serve`)"),
     "aws": ("devstack.aws.cli", "run the local AWS (moto) with an ECS scheduler beside it"),
-    "task": ("devstack.manager.task_cli", "submit and follow tasks on a running local manager"),
+    "task": ("manager.task_cli", "submit and follow tasks (the same as `harness-manager task`)"),
     "publish": ("devstack.publish", "publish a delegate or watcher version for upgrades"),
 }
 

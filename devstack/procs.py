@@ -1,7 +1,7 @@
 """Real processes of the local manager and the delegate, on free loopback ports.
 
 Used by the tests, the demo and the benchmarks. Nothing here fakes a component: the manager is
-`python -m devstack manager`, the delegate is `python -m delegate`, each a real process that gets
+`python -m manager serve`, the delegate is `python -m delegate`, each a real process that gets
 real signals, driven through its public surfaces (HTTP APIs, exit codes, files, structured logs).
 """
 
@@ -143,7 +143,8 @@ def python_env(**extra: str) -> dict[str, str]:
 
 
 class Manager:
-    """`devstack manager` as a process on a free port, with its data dir kept across restarts."""
+    """`harness-manager serve` (the real manager) as a process on a free port; its data dir is kept
+    across restarts."""
 
     def __init__(self, data_dir: Path, *extra_args: str) -> None:
         self.data_dir = data_dir
@@ -161,7 +162,7 @@ class Manager:
     def start(self, timeout: float = 20.0) -> Manager:
         env_file = self.data_dir / "delegate.env"
         env_file.unlink(missing_ok=True)
-        args = [sys.executable, "-m", "devstack", "manager", "--port", str(self.port),
+        args = [sys.executable, "-m", "manager", "serve", "--port", str(self.port),
                 "--data-dir", str(self.data_dir), *self.extra_args]
         self.process = Process(args, python_env(), REPO).start()
         wait_until(env_file.exists, timeout, f"manager ready ({self.process.tail()})")

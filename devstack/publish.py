@@ -1,11 +1,12 @@
 """Publish a delegate (or watcher) version for in-container upgrades.
 
-Builds the artifact from this checkout (a zipapp of the `delegate/` or `watcher/` package with the
-version stamped into its `__init__.py`, run by the image's Python on the image's installed
-dependencies), copies it to `<data dir>/storage/<kind>/<version>/<kind>.pyz`, and writes the check
-file (`delegateprod.txt` / `watcherprod.txt`: `<version> <relative path> <sha256>`). The local
-manager serves `<data dir>/storage/` at `/storage/`, so a watcher with
-DELEGATE_STORAGE_URL=<manager>/storage picks the version up at its next check.
+Builds the artifact from this checkout (a zipapp of the `delegate/` package with the shared
+`protocol/` beside it, or of `watcher/`, with the version stamped into its `__init__.py`, run by the
+image's Python on the image's installed dependencies), copies it to
+`<data dir>/storage/<kind>/<version>/<kind>.pyz`, and writes the check file (`delegateprod.txt` /
+`watcherprod.txt`: `<version> <relative path> <sha256>`). The manager serves `<data dir>/storage/`
+at `/storage/`, so a watcher with DELEGATE_STORAGE_URL=<manager>/storage picks the version up at its
+next check.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 KINDS = ("delegate", "watcher")
 CHECK_FILES = {"delegate": "delegateprod.txt", "watcher": "watcherprod.txt"}
+#: packages a kind's zipapp carries beside its own (the delegate speaks the shared protocol)
+BUNDLED = {"delegate": ("protocol",), "watcher": ()}
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 _STAMP = re.compile(r'^__version__\s*=\s*"[^"]*"', re.MULTILINE)
 _MAIN = "import sys\n\nfrom {kind}.cli import main\n\nsys.exit(main())\n"
@@ -43,7 +46,10 @@ def build(kind: str, version: str, out: Path, source_root: Path = REPO) -> Path:
         raise PublishError(f"{package} is not a Python package; run from a checkout")
     with tempfile.TemporaryDirectory(prefix=f"publish-{kind}-") as tmp:
         staged = Path(tmp) / kind
-        shutil.copytree(package, staged, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(package, staged, ignore=ignore)
+        for extra in BUNDLED[kind]:
+            shutil.copytree(source_root / extra, Path(tmp) / extra, ignore=ignore)
         init = staged / "__init__.py"
         text = init.read_text(encoding="utf-8")
         if not _STAMP.search(text):

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from delegate.install import taskspec
 from delegate.install.ecs_install import EcsInstaller, InstallError, ServicePlan
+from protocol import taskspec
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 3
 

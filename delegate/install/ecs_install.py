@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from delegate.install.taskspec import FAMILY, SpecError
+from protocol.taskspec import FAMILY, SpecError
 
 Progress = Callable[[str], None]
 

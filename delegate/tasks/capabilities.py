@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from delegate import wire
+from protocol import wire
 
 Check = Callable[[dict[str, Any]], Awaitable[tuple[bool, str]]]
 _checks: dict[str, Check] = {}

@@ -12,10 +12,11 @@ import collections
 import contextlib
 import time
 
-from delegate import log, wire
+from delegate import log
 from delegate.client import ManagerClient
 from delegate.errors import DelegateError, ManagerRejected
 from delegate.tasks.registry import TaskLog
+from protocol import wire
 
 _log = log.get("delegate.tasks.logship")
 

@@ -12,10 +12,11 @@ import asyncio
 import json
 from pathlib import Path
 
-from delegate import log, wire
+from delegate import log
 from delegate.client import ManagerClient
 from delegate.errors import DelegateError
 from delegate.tasks.process import run_script
+from protocol import wire
 
 _log = log.get("delegate.profile")
 PROFILE_TIMEOUT_S = 600.0

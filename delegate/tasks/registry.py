@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from delegate.wire import TaskStatus
+from protocol.wire import TaskStatus
 
 In = TypeVar("In", bound=BaseModel)
 

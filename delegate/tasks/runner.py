@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from delegate import log, retry, wire
+from delegate import log, retry
 from delegate.client import ManagerClient
 from delegate.config import Settings
 from delegate.errors import (
@@ -37,6 +37,7 @@ from delegate.tasks.logship import LogShipper
 from delegate.tasks.registry import TaskContext, TaskOutcome
 from delegate.tasks.resources import ResourceGuard
 from delegate.tasks.spool import ResultSender, ResultSpool
+from protocol import wire
 
 _log = log.get("delegate.tasks.runner")
 

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 
 from delegate.tasks.process import run_script
 from delegate.tasks.registry import TaskContext, TaskInput, TaskOutcome, task_type
-from delegate.wire import TaskStatus
+from protocol.wire import TaskStatus
 
 
 class ShellScriptInput(TaskInput):

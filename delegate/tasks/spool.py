@@ -16,9 +16,10 @@ import re
 import time
 from pathlib import Path
 
-from delegate import log, retry, wire
+from delegate import log, retry
 from delegate.client import ManagerClient
 from delegate.errors import ManagerRejected, PermanentError, TransientError
+from protocol import wire
 
 _log = log.get("delegate.tasks.spool")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")

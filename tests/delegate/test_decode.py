@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from delegate import wire
 from delegate.client import ManagerClient
 from delegate.errors import ProtocolViolation, TaskError
 from delegate.tasks import registry
 from delegate.tasks.runner import decode
+from protocol import wire
 
 registry.load_builtin_types()
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import pytest
 
 from delegate import __version__
-from delegate.install import taskspec
+from protocol import taskspec
 from tests.support import REPO, Manager, free_port, http_get, wait_until
 
 IMAGE = "harness/delegate"

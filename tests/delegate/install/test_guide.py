@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from delegate.install import taskspec
+from protocol import taskspec
 from tests.delegate.install.conftest import Aws, Cluster
 from tests.support import REPO, Manager
 

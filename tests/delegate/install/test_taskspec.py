@@ -13,8 +13,8 @@ import pytest
 from botocore.validate import ParamValidator
 
 from delegate import config
-from delegate.install import taskspec
-from delegate.install.taskspec import SpecError, SpecInputs
+from protocol import taskspec
+from protocol.taskspec import SpecError, SpecInputs
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 

@@ -12,9 +12,9 @@ import time
 
 from aiohttp import web
 
-from delegate.auth import TokenRejected, decrypt
-from devstack.manager.db import Account
-from devstack.manager.envelope import ApiError
+from manager.db import Account
+from manager.envelope import ApiError
+from protocol.auth import TokenRejected, decrypt
 
 _REJECTED = "the delegate token is missing, expired or not this account's; check DELEGATE_TOKEN"
 _CACHE_MAX = 4096

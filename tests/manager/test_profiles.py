@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.devstack.manager.conftest import Agent, Setup
+from tests.manager.conftest import Agent, Setup
 
 pytestmark = pytest.mark.timeout(20)
 

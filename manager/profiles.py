@@ -13,12 +13,12 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from delegate.wire import DelegateProfileParams, ProfileResult
-from devstack.manager import db
-from devstack.manager.auth import check_api_key
-from devstack.manager.core import MANAGER, Manager
-from devstack.manager.delegates import DelegateRecord
-from devstack.manager.envelope import ApiError, ok, read_model
+from manager import db
+from manager.auth import check_api_key
+from manager.core import MANAGER, Manager
+from manager.delegates import DelegateRecord
+from manager.envelope import ApiError, ok, read_model
+from protocol.wire import DelegateProfileParams, ProfileResult
 
 _MAX_OUTPUT_CHARS = 65_536
 

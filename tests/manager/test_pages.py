@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from tests.devstack.manager.conftest import Agent, ServerFactory, Setup
+from tests.manager.conftest import Agent, ServerFactory, Setup
 
 pytestmark = pytest.mark.timeout(20)
 

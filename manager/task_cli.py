@@ -1,7 +1,7 @@
-"""Submit tasks to a running local manager and follow them.
+"""Submit tasks to a running manager and follow them.
 
-  devstack task submit --data-dir DIR --type SHELL_SCRIPT --data '{"script": "echo hi"}'
-  devstack task show TASK_ID --data-dir DIR [--follow]
+  harness-manager task submit --data-dir DIR --type SHELL_SCRIPT --data '{"script": "echo hi"}'
+  harness-manager task show TASK_ID --data-dir DIR [--follow]
 
 Reads the manager's address and API key from DIR/delegate.env. `show` exits 0 when the task
 SUCCEEDED, 1 otherwise (2 when the manager could not be asked).
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return submit(args) if args.task_command == "submit" else show(args)
     except CliError as exc:
-        print(f"devstack task: {exc}", file=sys.stderr)
+        print(f"harness-manager task: {exc}", file=sys.stderr)
         return EXIT_TROUBLE
     except KeyboardInterrupt:
         return 130

@@ -1,7 +1,7 @@
 """The local manager in-process on 127.0.0.1:0, and a small HTTP/websocket agent to talk to it.
 
 `Agent` is not a fake of the delegate: it is the test's own client, speaking the wire models of
-`delegate.wire` over real HTTP and websockets, so each test can control exactly what is sent.
+`protocol.wire` over real HTTP and websockets, so each test can control exactly what is sent.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from delegate.auth import TokenProvider
-from devstack.manager.app import ManagerServer
-from devstack.manager.settings import ManagerSettings
+from manager.app import ManagerServer
+from manager.settings import ManagerSettings
+from protocol.auth import TokenProvider
 
 FAST = {"tick_s": 0.05, "rebroadcast_s": 0.5}
 

@@ -7,7 +7,7 @@
     GET /ui/install-delegate                            -> the form (loopback page, no login)
     GET /ui/install-delegate/ecs-task-spec?...          -> the same download, from the form
 
-The archive is built by `delegate.install.taskspec` (the installer uses the same code), filled with
+The archive is built by `protocol.taskspec` (the installer uses the same code), filled with
 this manager's account, its delegate token and its URL as the caller reached it.
 """
 
@@ -17,11 +17,11 @@ import html
 
 from aiohttp import web
 
-from delegate.install import taskspec
-from devstack.manager.auth import check_api_key
-from devstack.manager.core import MANAGER, Manager
-from devstack.manager.envelope import ApiError
-from devstack.manager.profiles import _profile
+from manager.auth import check_api_key
+from manager.core import MANAGER, Manager
+from manager.envelope import ApiError
+from manager.profiles import _profile
+from protocol import taskspec
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}

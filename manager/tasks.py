@@ -12,7 +12,10 @@ from typing import Any, NoReturn
 
 import structlog
 
-from delegate.wire import (
+from manager.db import from_json, to_json
+from manager.dispatch import Target
+from manager.envelope import ApiError
+from protocol.wire import (
     CapabilityReport,
     DelegateTaskPackage,
     LogLine,
@@ -20,11 +23,8 @@ from delegate.wire import (
     TaskResult,
     TaskStatus,
 )
-from devstack.manager.db import from_json, to_json
-from devstack.manager.dispatch import Target
-from devstack.manager.envelope import ApiError
 
-log = structlog.get_logger("devstack.manager")
+log = structlog.get_logger("manager")
 
 FINAL = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.ERRORED,
                    TaskStatus.EXPIRED, TaskStatus.ABORTED})

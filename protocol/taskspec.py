@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from delegate.auth import InvalidDelegateToken, normalize_token
+from protocol.auth import InvalidDelegateToken, normalize_token
 
 FAMILY = "harness-delegate-task-spec"
 CONTAINER = "ecs-delegate"

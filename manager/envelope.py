@@ -15,9 +15,9 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from delegate.wire import MAX_TASK_DATA_BYTES
+from protocol.wire import MAX_TASK_DATA_BYTES
 
-log = structlog.get_logger("devstack.manager")
+log = structlog.get_logger("manager")
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -13,8 +13,8 @@ import time
 
 from aiohttp import web
 
-from devstack.manager.core import MANAGER
-from devstack.manager.setup_api import grouped, task_view
+from manager.core import MANAGER
+from manager.setup_api import grouped, task_view
 
 _STYLE = """body{font:14px system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse}td,th{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}

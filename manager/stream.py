@@ -15,12 +15,12 @@ import structlog
 from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
-from delegate.wire import DelegateHeartbeatResponseStreaming, StreamHeartbeat
-from devstack.manager import db
-from devstack.manager.core import MANAGER, Manager
-from devstack.manager.envelope import ApiError
+from manager import db
+from manager.core import MANAGER, Manager
+from manager.envelope import ApiError
+from protocol.wire import DelegateHeartbeatResponseStreaming, StreamHeartbeat
 
-log = structlog.get_logger("devstack.manager")
+log = structlog.get_logger("manager")
 
 HEARTBEAT_TIMEOUT_S = 10.0
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
-from delegate.wire import MAX_TASK_DATA_BYTES
-from tests.devstack.manager.conftest import Agent, ServerFactory, Setup
+from protocol.wire import MAX_TASK_DATA_BYTES
+from tests.manager.conftest import Agent, ServerFactory, Setup
 
 pytestmark = pytest.mark.timeout(20)
 

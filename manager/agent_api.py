@@ -1,7 +1,7 @@
 """The agent API handlers (`/api/agent/...`): thin adapters from HTTP to `Manager`.
 
 Every handler first checks the delegate token (401 otherwise), then parses its body with the
-shared `delegate.wire` models (400 naming the field), and answers in the envelope.
+shared `protocol.wire` models (400 naming the field), and answers in the envelope.
 """
 
 from __future__ import annotations
@@ -9,7 +9,12 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
-from delegate.wire import (
+from manager import db
+from manager.core import MANAGER, Manager
+from manager.dispatch import matches
+from manager.envelope import ApiError, ok, read_model
+from manager.tasks import target
+from protocol.wire import (
     CapabilityReport,
     DelegateHeartbeatResponse,
     DelegateParams,
@@ -20,13 +25,8 @@ from delegate.wire import (
     TaskEventsResponse,
     TaskResult,
 )
-from devstack.manager import db
-from devstack.manager.core import MANAGER, Manager
-from devstack.manager.dispatch import matches
-from devstack.manager.envelope import ApiError, ok, read_model
-from devstack.manager.tasks import target
 
-log = structlog.get_logger("devstack.manager")
+log = structlog.get_logger("manager")
 
 
 def _manager(request: web.Request) -> Manager:

@@ -13,13 +13,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from delegate.wire import MAX_TASK_DATA_BYTES, Capability, SelfDestructEvent, TaskStatus
-from devstack.manager import db
-from devstack.manager.auth import check_api_key
-from devstack.manager.core import MANAGER, Manager
-from devstack.manager.delegates import DelegateRecord
-from devstack.manager.envelope import ApiError, ok, read_model
-from devstack.manager.tasks import NewTask
+from manager import db
+from manager.auth import check_api_key
+from manager.core import MANAGER, Manager
+from manager.delegates import DelegateRecord
+from manager.envelope import ApiError, ok, read_model
+from manager.tasks import NewTask
+from protocol.wire import MAX_TASK_DATA_BYTES, Capability, SelfDestructEvent, TaskStatus
 
 NO_GROUP = ""
 

@@ -9,7 +9,7 @@ import pytest
 from joserfc import jwe
 from joserfc.jwk import OctKey
 
-from delegate.auth import TokenProvider, TokenRejected, decrypt, normalize_token
+from protocol.auth import TokenProvider, TokenRejected, decrypt, normalize_token
 
 KEY = "00112233445566778899aabbccddeeff"
 

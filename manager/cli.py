@@ -1,6 +1,7 @@
-"""Run the local manager: agent API, stream, setup API and pages on one port, state in SQLite.
+"""`harness-manager`: run the manager (agent API, stream, setup API and pages on one port, state in
+SQLite) with `serve`; submit and follow tasks with `task`.
 
-Writes DATA_DIR/delegate.env (ACCOUNT_ID, DELEGATE_TOKEN, MANAGER_HOST_AND_PORT, DEVSTACK_API_KEY)
+`serve` writes DATA_DIR/delegate.env (ACCOUNT_ID, DELEGATE_TOKEN, MANAGER_HOST_AND_PORT, DEVSTACK_API_KEY)
 once it listens; `--port 0` picks a free port. SIGTERM / SIGINT stop it cleanly (exit 0).
 """
 
@@ -11,12 +12,14 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
 
-from devstack.manager.app import ManagerServer
-from devstack.manager.settings import ManagerSettings
+from manager import task_cli
+from manager.app import ManagerServer
+from manager.settings import ManagerSettings
 
 EXIT_FAILED_TO_START = 2
 EXIT_JOB_DIED = 1
@@ -71,7 +74,7 @@ def settings_from(args: argparse.Namespace) -> ManagerSettings:
 
 
 async def serve(settings: ManagerSettings) -> int:
-    log = structlog.get_logger("devstack.manager")
+    log = structlog.get_logger("manager")
     server = ManagerServer(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -99,3 +102,17 @@ async def serve(settings: ManagerSettings) -> int:
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     return asyncio.run(serve(settings_from(args)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`harness-manager serve ...` | `harness-manager task ...`."""
+    parser = argparse.ArgumentParser(prog="harness-manager", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_arguments(sub.add_parser("serve", help="run the manager", description=__doc__))
+    task_cli.add_arguments(sub.add_parser("task", help="submit and follow tasks",
+                                          description=task_cli.__doc__))
+    args = parser.parse_args(argv)
+    if args.command == "task":
+        return task_cli.run(args)
+    return run(args)

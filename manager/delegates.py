@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from delegate.wire import DelegateParams, DelegateType
-from devstack.manager.db import from_json, to_json
-from devstack.manager.envelope import ApiError
+from manager.db import from_json, to_json
+from manager.envelope import ApiError
+from protocol.wire import DelegateParams, DelegateType
 
-log = structlog.get_logger("devstack.manager")
+log = structlog.get_logger("manager")
 
 _COLUMNS = (
     "delegate_id", "account_id", "host_name", "host_base", "seq", "random_token", "delegate_type",

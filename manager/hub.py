@@ -8,7 +8,7 @@ from typing import Any
 import structlog
 from aiohttp import WSCloseCode, web
 
-log = structlog.get_logger("devstack.manager")
+log = structlog.get_logger("manager")
 
 
 class StreamHub:

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import structlog
 
-from delegate.wire import DelegateTaskEvent
-from devstack.manager.delegates import DelegateRecord, Delegates
-from devstack.manager.hub import StreamHub
+from manager.delegates import DelegateRecord, Delegates
+from manager.hub import StreamHub
+from protocol.wire import DelegateTaskEvent
 
-log = structlog.get_logger("devstack.manager")
+log = structlog.get_logger("manager")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from devstack.manager.core import MANAGER
+from manager.core import MANAGER
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,4 +1,4 @@
-"""`devstack manager` and `devstack task` as real processes: delegate.env, restarts, signals."""
+"""`harness-manager serve` and `task` as real processes: delegate.env, restarts, signals."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from delegate.auth import TokenProvider
-from tests.devstack.manager.conftest import free_port
+from protocol.auth import TokenProvider
+from tests.manager.conftest import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,7 +30,7 @@ def start(data_dir: Path, port: int = 0) -> tuple[subprocess.Popen[bytes], dict[
     env_file = data_dir / "delegate.env"
     env_file.unlink(missing_ok=True)  # so that we wait for the new one
     proc = subprocess.Popen(
-        [sys.executable, "-m", "devstack", "manager", "--port", str(port), "--data-dir",
+        [sys.executable, "-m", "manager", "serve", "--port", str(port), "--data-dir",
          str(data_dir), "--tick-s", "0.1"], cwd=REPO, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE)
     deadline = time.monotonic() + 20
@@ -99,19 +99,19 @@ def test_task_cli_submits_and_shows(tmp_path: Path) -> None:
     proc, _env = start(data, free_port())
     try:
         out = subprocess.run(
-            [sys.executable, "-m", "devstack", "task", "submit", "--data-dir", str(data),
+            [sys.executable, "-m", "manager", "task", "submit", "--data-dir", str(data),
              "--type", "SHELL_SCRIPT", "--data", '{"script": "echo hi"}', "--selector", "nobody",
              "--timeout-ms", "300"], cwd=REPO, capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stderr
         task_id = out.stdout.strip()
         shown = subprocess.run(
-            [sys.executable, "-m", "devstack", "task", "show", task_id, "--data-dir", str(data),
+            [sys.executable, "-m", "manager", "task", "show", task_id, "--data-dir", str(data),
              "--follow"], cwd=REPO, capture_output=True, text=True, timeout=30)
         assert shown.returncode == 1
         assert "status: EXPIRED" in shown.stdout
         assert "no connected delegate" in shown.stdout
         bad = subprocess.run(
-            [sys.executable, "-m", "devstack", "task", "submit", "--data-dir", str(data),
+            [sys.executable, "-m", "manager", "task", "submit", "--data-dir", str(data),
              "--type", "SHELL_SCRIPT", "--data", "not json"], cwd=REPO, capture_output=True,
             text=True, timeout=30)
         assert bad.returncode == 2

@@ -8,9 +8,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from delegate.auth import TokenProvider
-from devstack.manager.app import ManagerServer
-from tests.devstack.manager.conftest import Agent
+from manager.app import ManagerServer
+from protocol.auth import TokenProvider
+from tests.manager.conftest import Agent
 
 pytestmark = pytest.mark.timeout(20)
 

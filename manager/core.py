@@ -12,21 +12,21 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from delegate.wire import (
+from manager import db
+from manager.auth import AgentAuth
+from manager.delegates import DelegateRecord, Delegates
+from manager.dispatch import Dispatcher, matches
+from manager.hub import StreamHub
+from manager.settings import ManagerSettings
+from manager.tasks import NewTask, TaskStore, target
+from protocol.wire import (
     DelegateParams,
     DelegateTaskAbortEvent,
     DelegateTaskEvent,
     TaskStatus,
 )
-from devstack.manager import db
-from devstack.manager.auth import AgentAuth
-from devstack.manager.delegates import DelegateRecord, Delegates
-from devstack.manager.dispatch import Dispatcher, matches
-from devstack.manager.hub import StreamHub
-from devstack.manager.settings import ManagerSettings
-from devstack.manager.tasks import NewTask, TaskStore, target
 
-log = structlog.get_logger("devstack.manager")
+log = structlog.get_logger("manager")
 
 
 class Manager:

@@ -24,13 +24,13 @@ from collections.abc import Callable
 import structlog
 from aiohttp import web
 
-from devstack.manager import agent_api, pages, profiles, setup_api, storage, stream, taskspec
-from devstack.manager.core import MANAGER, Manager
-from devstack.manager.db import Account
-from devstack.manager.envelope import CLIENT_MAX_SIZE, error_middleware
-from devstack.manager.settings import ManagerSettings
+from manager import agent_api, pages, profiles, setup_api, storage, stream, taskspec
+from manager.core import MANAGER, Manager
+from manager.db import Account
+from manager.envelope import CLIENT_MAX_SIZE, error_middleware
+from manager.settings import ManagerSettings
 
-log = structlog.get_logger("devstack.manager")
+log = structlog.get_logger("manager")
 
 ROUTES: tuple[Callable[[web.Application], None], ...] = (
     agent_api.add_routes,

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.devstack.manager.conftest import Agent, ServerFactory, Setup
+from tests.manager.conftest import Agent, ServerFactory, Setup
 
 pytestmark = pytest.mark.timeout(30)
 
