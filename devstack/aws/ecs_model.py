@@ -411,11 +411,13 @@ def task_ip(task: Any) -> str:
     return str(ip)
 
 
-def register_targets(backend: Any, service: Any, task: Any) -> list[tuple[str, dict[str, Any]]]:
-    """Register a RUNNING service task in each of its service's target groups."""
+def register_targets(
+    backend: Any, service: Any, task: Any, load_balancers: list[dict[str, Any]] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """Register a RUNNING service task in each of its service's target groups (or those given)."""
     elbv2 = elbv2_backends[backend.account_id][backend.region_name]
     registered: list[tuple[str, dict[str, Any]]] = []
-    for lb in service.load_balancers or []:
+    for lb in load_balancers if load_balancers is not None else service.load_balancers or []:
         arn = lb.get("targetGroupArn")
         group = elbv2.target_groups.get(arn) if arn else None
         if group is None:

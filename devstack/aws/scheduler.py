@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import structlog
 
-from devstack.aws import ecs_model, markers
+from devstack.aws import ecs_model, markers, native, sdeploy_api
 from devstack.aws.ecs_model import add_event, task_id
 from devstack.aws.timing import Timing
 
@@ -81,11 +81,13 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        self.native = native.Engine(self)  # service deployments and the native strategies
 
     # --- thread ---------------------------------------------------------------------------
 
     def start(self) -> None:
         ecs_model.install(self)
+        sdeploy_api.install(self.sync_service_deployments)
         self._thread = threading.Thread(target=self._loop, name="devstack-aws-scheduler", daemon=True)
         self._thread.start()
 
@@ -121,6 +123,10 @@ class Scheduler:
                         add_event(service, f"{_label(service)} devstack scheduler error: {exc}")
 
     # --- hooks, called inside the request ------------------------------------------------
+
+    def sync_service_deployments(self, backend: Any, service: Any) -> None:
+        if ecs_model.get_state(service) is not None:
+            self.native.sync(backend, service, ecs_model.get_state(service), time.monotonic())
 
     def service_created(self, backend: Any, service: Any) -> None:
         ecs_model.set_state(service, ServiceLife())
@@ -203,7 +209,8 @@ class Scheduler:
             )
         if life.kind == "service":
             service = life.service
-            life.targets = ecs_model.register_targets(backend, service, task)
+            life.targets = ecs_model.register_targets(
+                backend, service, task, native.load_balancers_for(service, life.deployment_id))
             for arn, _target in life.targets:
                 add_event(service, f"{_label(service)} registered 1 targets in (target-group {arn})")
 
@@ -361,6 +368,9 @@ class Scheduler:
             return
         if not service.deployments:
             return
+        self.native.sync(backend, service, state, now)
+        if self.native.drive(backend, service, state, now):
+            return
         self._check_breaker(service, state)
         primary = service.deployments[0]
         primary["desiredCount"] = desired = service.desired_count
@@ -428,6 +438,7 @@ class Scheduler:
         if steady and not state.steady:
             add_event(service, f"{_label(service)} has reached a steady state.")
         state.steady = steady
+        self.native.sync(backend, service, state, now)
 
     def _count(self, service: Any, state: ServiceLife) -> None:
         running: dict[str, int] = {}

@@ -27,6 +27,9 @@ class Timing:
     # How long a service must stay steady (only the PRIMARY's tasks, all RUNNING) before its
     # deployment is COMPLETED; longer than fail_after_s so tasks that crash soon fail the rollout.
     steady_after_s: float = 1.0
+    # How long one "minute" of a native deployment's bake times and hook timeouts lasts here
+    # (bakeTimeInMinutes: 2 bakes 2 x minute_s seconds).
+    minute_s: float = 1.0
     # How long STOPPED tasks stay describable before they are forgotten (ECS: about an hour).
     stopped_task_ttl_s: float = 3600.0
 

@@ -20,7 +20,8 @@ def local_aws() -> Iterator[LocalAws]:
     # Faster than the defaults (tests want seconds); steady_after_s stays above fail_after_s so a
     # task that crashes soon after starting still fails its deployment.
     with LocalAws(
-        port=0, tick_s=0.05, task_start_s=0.2, task_stop_s=0.1, fail_after_s=0.2, steady_after_s=0.5
+        port=0, tick_s=0.05, task_start_s=0.2, task_stop_s=0.1, fail_after_s=0.2, steady_after_s=0.5,
+        minute_s=0.2,
     ) as aws:
         yield aws
 
