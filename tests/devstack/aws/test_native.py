@@ -115,7 +115,8 @@ def test_blue_green_shifts_test_then_production_traffic_and_bakes(native_world: 
 
 
 @pytest.mark.parametrize(("strategy", "config", "expected"), [
-    ("LINEAR", {"linearConfiguration": {"stepPercent": 40.0, "stepBakeTimeInMinutes": 1}}, ["40", "80", "100"]),
+    ("LINEAR", {"linearConfiguration": {"stepPercent": 40.0, "stepBakeTimeInMinutes": 1}},
+     ["40", "80", "100"]),
     ("CANARY", {"canaryConfiguration": {"canaryPercent": 10.0, "canaryBakeTimeInMinutes": 1}}, ["10", "100"]),
 ])
 def test_linear_and_canary_shift_in_steps(native_world: NativeWorld, strategy: str,
@@ -171,7 +172,8 @@ def test_pause_hooks_wait_for_continue_and_a_rollback_answer_rolls_back(native_w
         assert w.green_weight(w.test_rule) == 100 and w.green_weight() == 0
         w.ecs.continue_service_deployment(serviceDeploymentArn=arn, hookId=paused["hookId"], action=answer)
         done = w.wait_status(arn, (final,))
-        assert done["lifecycleHookDetails"][-1]["status"] == ("SUCCEEDED" if answer == "CONTINUE" else "FAILED")
+        expected = "SUCCEEDED" if answer == "CONTINUE" else "FAILED"
+        assert done["lifecycleHookDetails"][-1]["status"] == expected
         assert w.service()["taskDefinition"].endswith(":1" if answer == "ROLLBACK" else ":3")
 
 
