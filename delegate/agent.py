@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import ipaddress
 import signal
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from delegate import log
 from delegate.channel import ChannelSettings, WatcherChannel
@@ -29,6 +31,23 @@ from delegate.tasks.runner import TaskRunner
 from protocol.auth import TokenProvider
 
 _log = log.get("delegate.agent")
+
+
+def plain_http_warning(manager_url: str) -> str | None:
+    """Why MANAGER_HOST_AND_PORT is unsafe (plain http to a host beyond loopback), or None."""
+    url = urlsplit(manager_url)
+    if url.scheme != "http" or not url.hostname:
+        return None
+    host = url.hostname
+    if host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return (f"MANAGER_HOST_AND_PORT is plain http to {host}: the delegate token and every task "
+            "travel unencrypted; use https://")
 
 
 class ExitCode(enum.IntEnum):
@@ -105,6 +124,9 @@ class Agent:
         _log.info("agent.starting", account_id=self.settings.account_id,
                   hostname=self.settings.hostname, group=self.settings.delegate_group_name,
                   polling=self.settings.poll_for_tasks, delegate_type=self.settings.delegate_type)
+        insecure = plain_http_warning(self.settings.manager_host_and_port)
+        if insecure is not None:
+            _log.warning("agent.insecure_manager_url", problem=insecure)
         try:
             await self.health.start()
         except OSError as exc:

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -20,6 +21,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from devstack.tlscert import make_cert
 
 REPO = Path(__file__).resolve().parent.parent
 FINAL_STATES = ("SUCCEEDED", "FAILED", "ERRORED", "EXPIRED", "ABORTED")
@@ -146,9 +149,16 @@ class Manager:
     """`harness-manager serve` (the real manager) as a process on a free port; its data dir is kept
     across restarts."""
 
-    def __init__(self, data_dir: Path, *extra_args: str) -> None:
+    def __init__(self, data_dir: Path, *extra_args: str, tls: bool = False) -> None:
         self.data_dir = data_dir
         self.extra_args = list(extra_args)
+        #: with tls, the manager serves https with a throw-away certificate that its clients trust
+        #: by file (`ca_file`; a delegate gets SSL_CERT_FILE from `delegate_env`)
+        self.ca_file: Path | None = None
+        if tls:
+            files = make_cert(data_dir.parent / f"{data_dir.name}-tls")
+            self.ca_file = files.cert
+            self.extra_args += ["--tls-cert", str(files.cert), "--tls-key", str(files.key)]
         self.port = 0
         self.process: Process | None = None
         self.env: dict[str, str] = {}
@@ -182,6 +192,9 @@ class Manager:
     def url(self) -> str:
         return self.env["MANAGER_HOST_AND_PORT"]
 
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
+
     @property
     def account_id(self) -> str:
         return self.env["ACCOUNT_ID"]
@@ -194,7 +207,7 @@ class Manager:
             headers={"Authorization": f"Bearer {self.env['DEVSTACK_API_KEY']}",
                      "Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=self.ssl_context()) as resp:
             value = json.loads(resp.read() or b"null")
         if isinstance(value, dict) and "resource" in value:
             return value["resource"]
@@ -244,6 +257,8 @@ def delegate_env(manager: Manager, work_dir: Path, **extra: str) -> dict[str, st
         DELEGATE_RESOURCE_THRESHOLD="100",
         LOG_FORMAT="json",
     )
+    if manager.ca_file is not None:
+        env["SSL_CERT_FILE"] = str(manager.ca_file)
     env.update(extra)
     return env
 

@@ -18,11 +18,13 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+import ssl
 import tempfile
 from collections.abc import Callable
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from manager import agent_api, pages, profiles, setup_api, storage, stream, taskspec
 from manager.core import MANAGER, Manager
@@ -45,8 +47,24 @@ ROUTES: tuple[Callable[[web.Application], None], ...] = (
 SHUTDOWN_TIMEOUT_S = 5.0
 
 
+@web.middleware
+async def forwarded_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Behind a trusted TLS-terminating load balancer: the caller's scheme and address."""
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    remote = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
+    changes: dict[str, str] = {}
+    if proto in ("http", "https"):
+        changes["scheme"] = proto
+    if remote:
+        changes["remote"] = remote
+    return await handler(request.clone(**changes) if changes else request)  # type: ignore[arg-type]
+
+
 def build_app(manager: Manager) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=CLIENT_MAX_SIZE)
+    middlewares: list[Middleware] = [error_middleware]
+    if manager.settings.trust_forwarded_headers:
+        middlewares.insert(0, forwarded_middleware)
+    app = web.Application(middlewares=middlewares, client_max_size=CLIENT_MAX_SIZE)
     app[MANAGER] = manager
     for add_routes in ROUTES:
         add_routes(app)
@@ -58,12 +76,22 @@ def build_app(manager: Manager) -> web.Application:
     return app
 
 
+def ssl_context(settings: ManagerSettings) -> ssl.SSLContext | None:
+    if not settings.tls:
+        return None
+    assert settings.tls_cert_file is not None and settings.tls_key_file is not None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    return context
+
+
 def write_env(settings: ManagerSettings, account: Account, port: int) -> None:
     """`DATA_DIR/delegate.env`, written atomically so a reader never sees half of it."""
     text = (
         f"ACCOUNT_ID={account.account_id}\n"
         f"DELEGATE_TOKEN={account.delegate_token}\n"
-        f"MANAGER_HOST_AND_PORT=http://127.0.0.1:{port}\n"
+        f"MANAGER_HOST_AND_PORT={settings.url_for(port)}\n"
         f"DEVSTACK_API_KEY={account.api_key}\n"
     )
     fd, tmp = tempfile.mkstemp(dir=settings.data_dir, prefix=".delegate.env.")
@@ -90,7 +118,8 @@ class ManagerServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """This process on loopback (tests and the local harness call it here)."""
+        return f"{'https' if self.settings.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def account(self) -> Account:
@@ -99,22 +128,24 @@ class ManagerServer:
 
     async def start(self) -> None:
         settings = self.settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         settings.env_path.unlink(missing_ok=True)  # a stale file would point at a dead port
         self.manager = Manager(settings)
         self._runner = web.AppRunner(build_app(self.manager), handle_signals=False,
                                      shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, settings.host, settings.port, reuse_address=True)
+        site = web.TCPSite(self._runner, settings.host, settings.port, reuse_address=True,
+                           ssl_context=ssl_context(settings))
         await site.start()
         server = site._server  # aiohttp exposes no public accessor for the bound port
         sockets = getattr(server, "sockets", None) or []
         self.port = int(sockets[0].getsockname()[1]) if sockets else settings.port
+        self.manager.public_url = settings.url_for(self.port)
         self._ticker = asyncio.create_task(self._tick_forever(), name="manager.ticker")
         self._ticker.add_done_callback(self._on_ticker_done)
         write_env(settings, self.manager.account, self.port)
-        log.info("manager.started", url=self.url, account_id=self.manager.account.account_id,
-                 data_dir=str(settings.data_dir))
+        log.info("manager.started", url=self.url, public_url=settings.url_for(self.port),
+                 account_id=self.manager.account.account_id, data_dir=str(settings.data_dir))
 
     async def _tick_forever(self) -> None:
         assert self.manager is not None

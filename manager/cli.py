@@ -16,29 +16,41 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
+from pydantic import ValidationError
 
 from manager import task_cli
 from manager.app import ManagerServer
 from manager.settings import ManagerSettings
 
 EXIT_FAILED_TO_START = 2
+EXIT_BAD_CONFIG = 3
 EXIT_JOB_DIED = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, required=True, help="TCP port; 0 picks a free one")
-    parser.add_argument("--data-dir", type=Path, required=True,
-                        help="where the SQLite database and delegate.env live")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--disconnect-after-s", type=float, default=300.0,
-                        help="DISCONNECTED after this long without register/heartbeat")
-    parser.add_argument("--ecs-stale-slot-s", type=float, default=100.0,
-                        help="an ECS slot untouched this long may be reused")
-    parser.add_argument("--task-orphan-s", type=float, default=30.0,
-                        help="re-queue a STARTED task its delegate stopped listing this long")
-    parser.add_argument("--rebroadcast-s", type=float, default=5.0,
-                        help="broadcast QUEUED tasks again this often")
-    parser.add_argument("--tick-s", type=float, default=1.0, help=argparse.SUPPRESS)
+    """Every option defaults to its MANAGER_* environment variable (see `manager/settings.py`)."""
+    parser.add_argument("--port", type=int, help="TCP port; 0 picks a free one (MANAGER_PORT)")
+    parser.add_argument("--data-dir", type=Path,
+                        help="where the SQLite database and delegate.env live (MANAGER_DATA_DIR)")
+    parser.add_argument("--host", help="address to listen on (MANAGER_HOST, default 127.0.0.1)")
+    parser.add_argument("--public-url", help="the URL delegates reach this manager at; goes into "
+                        "every download (MANAGER_PUBLIC_URL)")
+    parser.add_argument("--tls-cert", dest="tls_cert_file", type=Path,
+                        help="PEM certificate chain: serve https (MANAGER_TLS_CERT_FILE)")
+    parser.add_argument("--tls-key", dest="tls_key_file", type=Path,
+                        help="PEM private key of --tls-cert (MANAGER_TLS_KEY_FILE)")
+    parser.add_argument("--trust-forwarded-headers", action="store_const", const=True,
+                        help="behind a TLS-terminating load balancer: trust X-Forwarded-Proto/-For "
+                        "(MANAGER_TRUST_FORWARDED_HEADERS)")
+    parser.add_argument("--disconnect-after-s", type=float,
+                        help="DISCONNECTED after this long without register/heartbeat (300)")
+    parser.add_argument("--ecs-stale-slot-s", type=float,
+                        help="an ECS slot untouched this long may be reused (100)")
+    parser.add_argument("--task-orphan-s", type=float,
+                        help="re-queue a STARTED task its delegate stopped listing this long (30)")
+    parser.add_argument("--rebroadcast-s", type=float,
+                        help="broadcast QUEUED tasks again this often (5)")
+    parser.add_argument("--tick-s", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
 
 
@@ -60,17 +72,27 @@ def configure_logging(level: str) -> None:
     )
 
 
+_SETTING_ARGS = ("port", "data_dir", "host", "public_url", "tls_cert_file", "tls_key_file",
+                 "trust_forwarded_headers", "disconnect_after_s", "ecs_stale_slot_s",
+                 "task_orphan_s", "rebroadcast_s", "tick_s")
+
+
+class BadSettings(Exception):
+    """The configuration cannot run; the message names the setting."""
+
+
 def settings_from(args: argparse.Namespace) -> ManagerSettings:
-    for name in ("disconnect_after_s", "ecs_stale_slot_s", "task_orphan_s", "rebroadcast_s",
-                 "tick_s"):
-        if getattr(args, name) <= 0:
-            raise SystemExit(f"--{name.replace('_', '-')} must be greater than 0")
-    if not 0 <= args.port <= 65535:
-        raise SystemExit("--port must be between 0 and 65535")
-    return ManagerSettings(
-        data_dir=args.data_dir.resolve(), host=args.host, port=args.port,
-        disconnect_after_s=args.disconnect_after_s, ecs_stale_slot_s=args.ecs_stale_slot_s,
-        task_orphan_s=args.task_orphan_s, rebroadcast_s=args.rebroadcast_s, tick_s=args.tick_s)
+    given = {name: getattr(args, name) for name in _SETTING_ARGS if getattr(args, name, None) is not None}
+    try:
+        settings = ManagerSettings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"MANAGER_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
+        raise BadSettings(problems) from None
+    problem = settings.transport_problem()
+    if problem is not None:
+        raise BadSettings(problem)
+    return settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
 
 
 async def serve(settings: ManagerSettings) -> int:
@@ -101,7 +123,13 @@ async def serve(settings: ManagerSettings) -> int:
 
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
-    return asyncio.run(serve(settings_from(args)))
+    try:
+        settings = settings_from(args)
+    except BadSettings as exc:
+        structlog.get_logger("manager").error("manager.bad_config", error=str(exc))
+        print(f"harness-manager: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    return asyncio.run(serve(settings))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,6 +45,9 @@ class Manager:
         #: a manager that was down cannot tell a lost delegate from one that could not reach it:
         #: it judges heartbeats only once it has been up for the whole threshold
         self.started_ms = db.now_ms()
+        #: where delegates and people reach this manager (downloads use it, never a Host header);
+        #: `ManagerServer.start` sets it once the port is bound
+        self.public_url = settings.url_for(settings.port)
 
     def close(self) -> None:
         self.conn.close()

@@ -8,7 +8,8 @@
     GET /ui/install-delegate/ecs-task-spec?...          -> the same download, from the form
 
 The archive is built by `protocol.taskspec` (the installer uses the same code), filled with
-this manager's account, its delegate token and its URL as the caller reached it.
+this manager's account, its delegate token and its configured public URL (`MANAGER_PUBLIC_URL`;
+never the request's Host header).
 """
 
 from __future__ import annotations
@@ -46,11 +47,11 @@ def _download(request: web.Request, manager: Manager) -> web.Response:
         raise ApiError(400, "INVALID_REQUEST",
                        f"query 'profile': no profile {profile_id!r}; create it with "
                        f"PUT /api/setup/profiles/{profile_id} or leave it empty for the primary one")
-    storage = f"{request.scheme}://{request.host}/storage"
+    storage = f"{manager.public_url}/storage"
     inputs = taskspec.SpecInputs(
         account_id=account_id,
         delegate_token=manager.account.delegate_token,
-        manager_host_and_port=f"{request.scheme}://{request.host}",
+        manager_host_and_port=manager.public_url,  # configured, never the caller's Host header
         delegate_group_name=q.get("delegateGroupName") or None,
         profile_id=profile_id,
         hostname=q.get("hostname") or None,

@@ -1,4 +1,5 @@
-"""The local manager in-process on 127.0.0.1:0, and a small HTTP/websocket agent to talk to it.
+"""The manager in-process on 127.0.0.1:0 over TLS (a throw-away certificate the clients trust), and
+a small HTTP/websocket agent to talk to it.
 
 `Agent` is not a fake of the delegate: it is the test's own client, speaking the wire models of
 `protocol.wire` over real HTTP and websockets, so each test can control exactly what is sent.
@@ -7,6 +8,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from devstack.tlscert import TlsFiles, make_cert
 from manager.app import ManagerServer
 from manager.settings import ManagerSettings
 from protocol.auth import TokenProvider
@@ -124,19 +127,35 @@ class Agent:
 ServerFactory = Callable[..., Awaitable[ManagerServer]]
 
 
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_cert(tmp_path_factory.mktemp("tls"))
+
+
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s:
+def client_ssl(tls_files: TlsFiles) -> ssl.SSLContext:
+    """A client context that trusts the throw-away certificate (and nothing else)."""
+    return ssl.create_default_context(cafile=tls_files.cert)
+
+
+@pytest.fixture
+async def session(client_ssl: ssl.SSLContext) -> AsyncIterator[aiohttp.ClientSession]:
+    connector = aiohttp.TCPConnector(ssl=client_ssl)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10),
+                                     connector=connector) as s:
         yield s
 
 
 @pytest.fixture
-async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
-    """Factory: `await start_server(**settings)`; every server started is stopped afterwards."""
+async def start_server(tmp_path: Path, tls_files: TlsFiles) -> AsyncIterator[ServerFactory]:
+    """Factory: `await start_server(**settings)`; every server started is stopped afterwards.
+    TLS unless a test passes `tls_cert_file=None, tls_key_file=None`."""
     started: list[ManagerServer] = []
+    tls = {"tls_cert_file": tls_files.cert, "tls_key_file": tls_files.key}
 
     async def start(data_dir: Path | None = None, **overrides: Any) -> ManagerServer:
-        settings = ManagerSettings(data_dir=data_dir or tmp_path / "data", **{**FAST, **overrides})
+        settings = ManagerSettings(data_dir=data_dir or tmp_path / "data",
+                                   **{**FAST, **tls, **overrides})
         server = ManagerServer(settings)
         await server.start()
         started.append(server)

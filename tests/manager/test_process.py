@@ -19,7 +19,7 @@ from tests.manager.conftest import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def read_env(path: Path) -> dict[str, str]:
