@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from delegate.ecs import manifests, scaling, services
+from delegate.ecs import manifests, scaling, servicedeploy, services
 from delegate.ecs.aws import Aws
 from delegate.ecs.inputs import PrepareRollbackInput, RollingDeployInput, RollingRollbackInput
 from delegate.ecs.watch import Deadline, Verdict, describe_service, event_ids, follow
@@ -46,6 +46,7 @@ async def deploy(ctx: TaskContext, data: RollingDeployInput) -> TaskOutcome:
     td_arn, registered = await services.register_task_definition(aws, td, ctx.log)
     current = await services.wait_not_draining(aws, cluster, name, deadline, ctx.log)
     found = scaling.Scaling()
+    since = servicedeploy.now()
     if current is None:
         desired = data.desired_count if data.desired_count is not None else int(svc.get("desiredCount", 1))
         started = await services.create_service(aws, cluster, svc, td_arn, desired, ctx.task_id, ctx.log)
@@ -76,8 +77,9 @@ async def deploy(ctx: TaskContext, data: RollingDeployInput) -> TaskOutcome:
     }
     verdict: Verdict | None = None
     try:
-        verdict = await follow(aws, cluster, name, started.deployment_id, ctx.log, deadline,
-                               data.poll_interval_s, event_ids(current))
+        verdict = await servicedeploy.follow_started(aws, cluster, name, started, svc, since, ctx.log,
+                                                     deadline, data.poll_interval_s, event_ids(current),
+                                                     response)
     finally:
         # Scaling comes back whatever happened: the manifests' on success, what was found otherwise.
         restore = wanted if (verdict is not None and verdict.ok and wanted) else found
