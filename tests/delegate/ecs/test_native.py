@@ -54,7 +54,8 @@ def test_a_rolling_deploy_records_its_service_deployment(world: EcsWorld, run: R
      ["production 20%", "production 100%"]),
 ])
 def test_each_strategy_deploys_and_is_judged_by_its_service_deployment(
-        native_world: NativeWorld, run: Run, strategy: str, config: dict[str, Any], shifts: list[str]) -> None:
+        native_world: NativeWorld, run: Run, strategy: str, config: dict[str, Any],
+        shifts: list[str]) -> None:
     w = native_world
     first = run("ECS_ROLLING_DEPLOY", native_data(w, "app:1", strategy, **config))
     assert first["status"] == "SUCCEEDED", log_text(first)
