@@ -13,7 +13,6 @@ import enum
 import ipaddress
 import signal
 import time
-import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,10 +23,16 @@ from delegate.config import Settings
 from delegate.connection import Connection
 from delegate.errors import DelegateError, SelfDestruct
 from delegate.health import HealthServer
+from delegate.identity import Registration
+from delegate.liveness import Liveness
 from delegate.metrics import Metrics
+from delegate.polling import Poller
+from delegate.registration import Registrar
+from delegate.stream import Stream
 from delegate.supervise import Supervisor
 from delegate.tasks.profile import ProfileRunner
 from delegate.tasks.runner import TaskRunner
+from delegate.tasks.spool import ResultSender, ResultSpool
 from protocol.auth import TokenProvider
 
 _log = log.get("delegate.agent")
@@ -58,10 +63,14 @@ class ExitCode(enum.IntEnum):
 
 
 class Agent:
+    """Builds its parts bottom-up, each given what it needs; none calls back into a later one."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.instance_id = str(uuid.uuid4())
         self.metrics = Metrics()
+        self.registration = Registration()  # who this delegate is, once the manager confirms it
+        self.instance_id = self.registration.instance_id
+        self.liveness = Liveness(self.registration, self.metrics, settings.delegate_heartbeat_stale_s)
         tokens = TokenProvider(
             token_hex=settings.token_hex,
             account_id=settings.account_id,
@@ -69,32 +78,28 @@ class Agent:
             audience=settings.manager_host_and_port,
         )
         self.client = ManagerClient(settings, tokens)
-        self.connection = Connection(
-            settings, self.client, self.metrics, instance_id=self.instance_id,
-            supported_task_types=lambda: self.runner.supported_task_types(),
-            executing=lambda: self.runner.executing(),
-        )
-        self.runner = TaskRunner(
-            settings, self.client, self.metrics, instance_id=self.instance_id,
-            registered=self.connection.registered, catch_up=self._catch_up,
-        )
-        self.connection.sink = self.runner
+        self.sender = ResultSender(self.client, ResultSpool(settings.delegate_work_dir),
+                                   self.registration)
+        self.runner = TaskRunner(settings, self.client, self.metrics, self.registration, self.sender)
+        self.registrar = Registrar(settings, self.client, self.registration, self.liveness,
+                                   self.metrics, workload=self.runner)
+        link = (Poller if settings.poll_for_tasks else Stream)(
+            settings, self.client, self.registrar, self.liveness, self.metrics, sink=self.runner)
+        self.connection = Connection(settings, self.registrar, link)
         self.profiles = ProfileRunner(self.client, settings.delegate_work_dir,
-                                      settings.delegate_profile_interval_s,
-                                      self.connection.registered)
-        self.health = HealthServer(settings.delegate_health_port, self.metrics, self.healthy)
+                                      settings.delegate_profile_interval_s, self.registration)
+        self.health = HealthServer(settings.delegate_health_port, self.metrics,
+                                   self.liveness.verdict)
         self._supervisor = Supervisor()
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
-        #: short-lived tasks (catch-up polls), kept so they are neither collected nor leaked
-        self._background: set[asyncio.Task[Any]] = set()
         channel = ChannelSettings.from_settings(settings)  # set when a watcher started this process
         self.channel = None if channel is None else WatcherChannel(
-            channel, self.runner, healthy=self.healthy,
-            delegate_id=lambda: self.connection.delegate_id, request_stop=self.request_stop)
+            channel, self.runner, healthy=self.liveness.verdict, registration=self.registration,
+            request_stop=self.request_stop)
 
     def healthy(self) -> tuple[bool, str]:
-        return self.connection.healthy()
+        return self.liveness.verdict()
 
     def request_stop(self, reason: str) -> None:
         """Signal handler body: only sets flags; shutdown is ordinary async code."""
@@ -104,17 +109,6 @@ class Agent:
         else:
             _log.info("agent.stop_requested", reason=reason)
             self._stop.set()
-
-    def _catch_up(self) -> None:
-        """A streaming delegate that refused offers while full asks for queued work once freed."""
-        if self.settings.poll_for_tasks or self._stop.is_set():
-            return
-        if any(t.get_name() == "tasks.catch_up" for t in self._background):
-            return  # one at a time is enough
-        task = asyncio.get_running_loop().create_task(self.connection.poll_once(),
-                                                      name="tasks.catch_up")
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     async def run(self) -> ExitCode:
         loop = asyncio.get_running_loop()
@@ -136,7 +130,7 @@ class Agent:
             return ExitCode.CONFIG
         sup = self._supervisor
         sup.start("connection", self.connection.run())
-        sup.start("results.sender", self.runner.sender.run())
+        sup.start("results.sender", self.sender.run())
         sup.start("profile", self.profiles.run())
         sup.start("registered.log", self._log_registered(started))
         sup.start("loop.lag", self._watch_loop_lag())
@@ -154,8 +148,8 @@ class Agent:
         return code
 
     async def _log_registered(self, started: float) -> None:
-        await self.connection.registered.wait()
-        _log.info("agent.ready", delegate_id=self.connection.delegate_id,
+        who = await self.registration.wait()
+        _log.info("agent.ready", delegate_id=who.delegate_id,
                   seconds=round(time.monotonic() - started, 3))
         await asyncio.Event().wait()  # stay alive: a supervised task must not simply end
 
@@ -194,19 +188,17 @@ class Agent:
         else:
             self.runner.stop_acquiring()
         await self._supervisor.cancel_all("delegate shutting down")
-        for task in list(self._background):
-            task.cancel()
         # After a watcher handover the newer process owns the registration: leave it registered.
         handed_over = self.channel is not None and self.channel.handed_over
         if code != ExitCode.SELF_DESTRUCT and not handed_over:
             try:
-                await asyncio.shield(asyncio.wait_for(self.connection.unregister(), 2.0))
+                await asyncio.shield(asyncio.wait_for(self.registrar.unregister(), 2.0))
             except (DelegateError, TimeoutError) as exc:
                 _log.warning("manager.unregister_failed", error=str(exc))
         await self.health.stop()
         await self.client.close()
         _log.info("agent.stopped", exit_code=int(code), seconds=round(time.monotonic() - t0, 3),
-                  unsent_results=len(self.runner.sender.unsent))
+                  unsent_results=len(self.sender.unsent))
 
 
 def _contains(exc: BaseException, kind: type[BaseException]) -> bool:

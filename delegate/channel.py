@@ -24,20 +24,18 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from delegate import __version__, log
 from delegate.config import Settings
+from delegate.identity import Registration
 
 _log = log.get("delegate.channel")
 _NAME = re.compile(r"^[a-z][a-z-]{0,40}$")
 
-ENV_DIR = "HARNESS_WATCHER_CHANNEL_DIR"
-ENV_HEARTBEAT = "HARNESS_WATCHER_HEARTBEAT_INTERVAL_S"
-ENV_GONE = "HARNESS_WATCHER_GONE_AFTER_S"
 _POLL_S = 0.1
 
 
@@ -69,22 +67,6 @@ class ChannelSettings:
                    settings.harness_watcher_heartbeat_interval_s,
                    settings.harness_watcher_gone_after_s)
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ChannelSettings | None:
-        env = os.environ if environ is None else environ
-        root = env.get(ENV_DIR, "").strip()
-        if not root:
-            return None
-
-        def number(name: str, default: float) -> float:
-            try:
-                value = float(env.get(name, "") or default)
-            except ValueError:
-                value = default
-            return value if value > 0 else default
-
-        return cls(Path(root), number(ENV_HEARTBEAT, 10.0), number(ENV_GONE, 60.0))
-
 
 class WatcherChannel:
     def __init__(
@@ -93,13 +75,13 @@ class WatcherChannel:
         runner: Runner,
         *,
         healthy: Callable[[], tuple[bool, str]],
-        delegate_id: Callable[[], str | None],
+        registration: Registration,
         request_stop: Callable[[str], None],
     ) -> None:
         self._s = settings
         self._runner = runner
         self._healthy = healthy
-        self._delegate_id = delegate_id
+        self._registration = registration
         self._request_stop = request_stop
         self.pid = os.getpid()
         root = settings.root
@@ -132,7 +114,7 @@ class WatcherChannel:
                 self._receive()
                 if not self._ready_sent and self._healthy()[0]:
                     self._ready_sent = True
-                    self._send("delegate-ready", delegateId=self._delegate_id())
+                    self._send("delegate-ready", delegateId=self._registration.delegate_id)
                 now = time.monotonic()
                 if now - self._last_state >= self._s.heartbeat_interval_s:
                     self._write_state()
@@ -220,7 +202,7 @@ class WatcherChannel:
         ok, _reason = self._healthy()
         state = {
             "pid": self.pid, "version": __version__, "heartbeat": int(time.time() * 1000),
-            "startedAt": int(self._started_wall * 1000), "delegateId": self._delegate_id(),
+            "startedAt": int(self._started_wall * 1000), "delegateId": self._registration.delegate_id,
             "healthy": ok, "accepting": self._runner.accepting,
             "executing": len(self._runner.executing()), "goAhead": self._go_ahead,
             "shutdownPending": self.shutdown_pending, "shutdownStarted": self.shutdown_started,

@@ -22,6 +22,7 @@ from delegate.errors import (
     ManagerUnavailable,
     ProtocolViolation,
 )
+from delegate.identity import Identity
 from protocol import wire
 from protocol.auth import TokenProvider
 
@@ -40,7 +41,6 @@ class ManagerClient:
         self._proxy = settings.proxy_for(self._base)
         self._timeout = aiohttp.ClientTimeout(total=settings.delegate_request_timeout_s)
         self._session: aiohttp.ClientSession | None = None
-        self.delegate_id: str | None = None
 
     async def __aenter__(self) -> ManagerClient:
         return self
@@ -65,13 +65,13 @@ class ManagerClient:
 
     # --- plumbing ------------------------------------------------------------------------------
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, delegate_id: str | None) -> dict[str, str]:
         headers = {
             "Authorization": f"Delegate {self._tokens.get()}",
             "accountId": self._settings.account_id,
         }
-        if self.delegate_id:
-            headers["delegateId"] = self.delegate_id
+        if delegate_id:
+            headers["delegateId"] = delegate_id
         return headers
 
     def _url(self, path: str, **query: str | None) -> str:
@@ -80,13 +80,14 @@ class ManagerClient:
         return f"{self._base}/api/agent/{path}?{urlencode(params)}"
 
     async def _call(
-        self, method: str, path: str, *, body: Any = None, query: dict[str, str | None] | None = None
+        self, method: str, path: str, *, delegate_id: str | None = None, body: Any = None,
+        query: dict[str, str | None] | None = None,
     ) -> dict[str, Any]:
         """One request; returns the decoded envelope or raises by meaning."""
         url = self._url(path, **(query or {}))
         endpoint = f"{method} {path.split('?')[0]}"
         data = None if body is None else json.dumps(body, separators=(",", ":"))
-        headers = self._headers()
+        headers = self._headers(delegate_id)
         if data is not None:
             headers["Content-Type"] = "application/json"
         try:
@@ -165,47 +166,57 @@ class ManagerClient:
     # --- registration --------------------------------------------------------------------------
 
     async def register(self, params: wire.DelegateParams) -> wire.DelegateRegisterResponse:
-        env = await self._call("POST", "delegates/register", body=params.dump())
+        env = await self._call("POST", "delegates/register", delegate_id=params.delegate_id,
+                               body=params.dump())
         return self._resource("register", env, wire.DelegateRegisterResponse)
 
     async def unregister(self, request: wire.DelegateUnregisterRequest) -> None:
-        await self._call("POST", "delegates/unregister", body=request.dump())
+        await self._call("POST", "delegates/unregister", delegate_id=request.delegate_id,
+                         body=request.dump())
 
     async def heartbeat(self, params: wire.DelegateParams) -> wire.DelegateHeartbeatResponse:
-        env = await self._call("POST", "delegates/heartbeat-with-polling", body=params.dump())
+        env = await self._call("POST", "delegates/heartbeat-with-polling",
+                               delegate_id=params.delegate_id, body=params.dump())
         return self._resource("heartbeat-with-polling", env, wire.DelegateHeartbeatResponse)
 
     # --- tasks ---------------------------------------------------------------------------------
 
-    async def task_events(self) -> wire.TaskEventsResponse:
-        env = await self._call("GET", f"delegates/{self.delegate_id}/task-events")
+    async def task_events(self, delegate_id: str) -> wire.TaskEventsResponse:
+        env = await self._call("GET", f"delegates/{delegate_id}/task-events",
+                               delegate_id=delegate_id)
         return self._resource("task-events", env, wire.TaskEventsResponse)
 
-    async def acquire(self, task_id: str, instance_id: str) -> wire.DelegateTaskPackage:
+    async def acquire(self, who: Identity, task_id: str) -> wire.DelegateTaskPackage:
         env = await self._call(
             "PUT",
-            f"delegates/{self.delegate_id}/tasks/{task_id}/acquire",
-            query={"delegateInstanceId": instance_id},
+            f"delegates/{who.delegate_id}/tasks/{task_id}/acquire",
+            delegate_id=who.delegate_id,
+            query={"delegateInstanceId": who.instance_id},
         )
         return self._resource("acquire", env, wire.DelegateTaskPackage)
 
     async def report(
-        self, task_id: str, report: wire.CapabilityReport
+        self, delegate_id: str, task_id: str, report: wire.CapabilityReport
     ) -> wire.DelegateTaskPackage:
         env = await self._call(
-            "POST", f"delegates/{self.delegate_id}/tasks/{task_id}/report", body=report.dump()
+            "POST", f"delegates/{delegate_id}/tasks/{task_id}/report", delegate_id=delegate_id,
+            body=report.dump(),
         )
         return self._resource("report", env, wire.DelegateTaskPackage)
 
-    async def send_logs(self, task_id: str, batch: wire.LogBatch) -> None:
+    async def send_logs(self, delegate_id: str, task_id: str, batch: wire.LogBatch) -> None:
         await self._call(
-            "POST", f"delegates/{self.delegate_id}/tasks/{task_id}/logs", body=batch.dump()
+            "POST", f"delegates/{delegate_id}/tasks/{task_id}/logs", delegate_id=delegate_id,
+            body=batch.dump(),
         )
 
-    async def send_result(self, task_id: str, result: wire.TaskResult) -> dict[str, Any]:
+    async def send_result(
+        self, delegate_id: str, task_id: str, result: wire.TaskResult
+    ) -> dict[str, Any]:
         """Returns the envelope's metaData (the manager flags a duplicate there)."""
         env = await self._call(
-            "POST", f"v2/tasks/{task_id}/delegates/{self.delegate_id}", body=result.dump()
+            "POST", f"v2/tasks/{task_id}/delegates/{delegate_id}", delegate_id=delegate_id,
+            body=result.dump(),
         )
         meta = env.get("metaData")
         return meta if isinstance(meta, dict) else {}
@@ -213,29 +224,32 @@ class ManagerClient:
     # --- profiles ------------------------------------------------------------------------------
 
     async def profile(
-        self, profile_id: str, last_updated_at: int
+        self, delegate_id: str, profile_id: str, last_updated_at: int
     ) -> wire.DelegateProfileParams | None:
         env = await self._call(
             "GET",
-            f"delegates/{self.delegate_id}/profile",
+            f"delegates/{delegate_id}/profile",
+            delegate_id=delegate_id,
             query={"profileId": profile_id, "lastUpdatedAt": str(last_updated_at)},
         )
         if env.get("resource") is None:
             return None
         return self._resource("profile", env, wire.DelegateProfileParams)
 
-    async def profile_result(self, result: wire.ProfileResult) -> None:
+    async def profile_result(self, delegate_id: str, result: wire.ProfileResult) -> None:
         await self._call(
-            "POST", f"delegateFiles/{self.delegate_id}/profile-result", body=result.dump()
+            "POST", f"delegateFiles/{delegate_id}/profile-result", delegate_id=delegate_id,
+            body=result.dump(),
         )
 
     # --- the stream ----------------------------------------------------------------------------
 
     async def open_stream(
-        self, *, sequence_num: str | None, random_token: str | None, heartbeat_s: float
+        self, delegate_id: str, *, sequence_num: str | None, random_token: str | None,
+        heartbeat_s: float,
     ) -> aiohttp.ClientWebSocketResponse:
         query = {
-            "delegateId": self.delegate_id or "",
+            "delegateId": delegate_id,
             "token": self._tokens.get(),
             "sequenceNum": sequence_num or "",
             "delegateToken": random_token or "",
@@ -246,7 +260,7 @@ class ManagerClient:
         try:
             return await self.session.ws_connect(
                 url,
-                headers=self._headers(),
+                headers=self._headers(delegate_id),
                 proxy=self._proxy,
                 heartbeat=heartbeat_s,
                 timeout=aiohttp.ClientWSTimeout(ws_close=5.0),

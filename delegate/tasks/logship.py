@@ -26,8 +26,10 @@ MAX_LINE_CHARS = 8_192
 
 
 class LogShipper(TaskLog):
-    def __init__(self, client: ManagerClient, task_id: str, max_pending: int = 10_000) -> None:
+    def __init__(self, client: ManagerClient, delegate_id: str, task_id: str,
+                 max_pending: int = 10_000) -> None:
         self._client = client
+        self._delegate_id = delegate_id
         self._task_id = task_id
         self._pending: collections.deque[wire.LogLine] = collections.deque()
         self._max_pending = max_pending
@@ -88,7 +90,8 @@ class LogShipper(TaskLog):
                 self._pending[0] = first.model_copy(update={"message": f"{note} {first.message}"})
             batch = [self._pending[i] for i in range(min(BATCH_LINES, len(self._pending)))]
             try:
-                await self._client.send_logs(self._task_id, wire.LogBatch(lines=batch))
+                await self._client.send_logs(self._delegate_id, self._task_id,
+                                             wire.LogBatch(lines=batch))
             except ManagerRejected as exc:
                 _log.warning("task.log_rejected", task_id=self._task_id, error=str(exc))
                 self._pending.clear()  # the manager will never take them (task gone)

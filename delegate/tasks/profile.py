@@ -15,6 +15,7 @@ from pathlib import Path
 from delegate import log
 from delegate.client import ManagerClient
 from delegate.errors import DelegateError
+from delegate.identity import Registration
 from delegate.tasks.process import run_script
 from protocol import wire
 
@@ -25,11 +26,11 @@ MAX_OUTPUT_CHARS = 1_000_000
 
 class ProfileRunner:
     def __init__(self, client: ManagerClient, work_dir: Path, interval_s: float,
-                 registered: asyncio.Event) -> None:
+                 registration: Registration) -> None:
         self._client = client
         self._dir = work_dir
         self._interval = interval_s
-        self._registered = registered
+        self._registration = registration
         self._profile_path = work_dir / "profile"
         self._result_path = work_dir / "profile.result"
 
@@ -42,16 +43,16 @@ class ProfileRunner:
 
     async def run(self) -> None:
         while True:
-            await self._registered.wait()
+            who = await self._registration.wait()
             try:
-                await self.check_once()
+                await self.check_once(who.delegate_id)
             except DelegateError as exc:
                 _log.warning("profile.check_failed", error=str(exc))
             await asyncio.sleep(self._interval)
 
-    async def check_once(self) -> None:
+    async def check_once(self, delegate_id: str) -> None:
         profile_id, updated_at = self._current()
-        answer = await self._client.profile(profile_id, updated_at)
+        answer = await self._client.profile(delegate_id, profile_id, updated_at)
         if answer is None:
             return
         if answer.profile_id == "NONE":
@@ -61,9 +62,9 @@ class ProfileRunner:
             for path in (self._result_path, self._profile_path):
                 path.unlink(missing_ok=True)
             return
-        await self._apply(answer)
+        await self._apply(delegate_id, answer)
 
-    async def _apply(self, profile: wire.DelegateProfileParams) -> None:
+    async def _apply(self, delegate_id: str, profile: wire.DelegateProfileParams) -> None:
         _log.info("profile.applying", profile_id=profile.profile_id, name=profile.name)
         lines: list[str] = []
         size = 0
@@ -89,6 +90,6 @@ class ProfileRunner:
         self._result_path.write_text(output, encoding="utf-8")
         _log.info("profile.applied", profile_id=profile.profile_id, error=error,
                   exit_code=result.exit_code)
-        await self._client.profile_result(wire.ProfileResult(
+        await self._client.profile_result(delegate_id, wire.ProfileResult(
             profile_id=profile.profile_id, profile_last_updated_at=profile.profile_last_updated_at,
             error=error, output=output))

@@ -14,7 +14,7 @@ import asyncio
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -26,17 +26,17 @@ from delegate.config import Settings
 from delegate.errors import (
     DelegateError,
     ManagerRejected,
-    PermanentError,
     ProtocolViolation,
     TaskError,
 )
+from delegate.identity import Identity, Registration
 from delegate.metrics import Metrics
 from delegate.tasks import registry
 from delegate.tasks.capabilities import run_checks
 from delegate.tasks.logship import LogShipper
 from delegate.tasks.registry import TaskContext, TaskOutcome
 from delegate.tasks.resources import ResourceGuard
-from delegate.tasks.spool import ResultSender, ResultSpool
+from delegate.tasks.spool import ResultSender
 from protocol import wire
 
 _log = log.get("delegate.tasks.runner")
@@ -52,26 +52,26 @@ class TaskRunner:
         settings: Settings,
         client: ManagerClient,
         metrics: Metrics,
-        *,
-        instance_id: str,
-        registered: asyncio.Event,
-        catch_up: Callable[[], Any] | None = None,
+        registration: Registration,
+        sender: ResultSender,
     ) -> None:
         self._s = settings
         self._client = client
         self._metrics = metrics
-        self._instance_id = instance_id
+        self._registration = registration
+        self._instance_id = registration.instance_id
         self._capacity = settings.delegate_task_capacity
         self._resources = ResourceGuard(settings.delegate_resource_threshold)
-        self.spool = ResultSpool(settings.delegate_work_dir)
-        self.sender = ResultSender(client, self.spool, registered)
+        self._spool = sender.spool
+        self._sender = sender
+        #: set when an offer was refused for want of room and there is room again (the stream
+        #: then asks the manager for queued work)
+        self.work_wanted = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
-        self._running: set[str] = set()
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._aborted: set[str] = set()
         self._accepting = True
         self._missed_offer = False
-        self._catch_up = catch_up
         self._idle = asyncio.Event()
         self._idle.set()
         self.grace_s = TIMEOUT_GRACE_S
@@ -84,7 +84,7 @@ class TaskRunner:
 
     def executing(self) -> list[str]:
         """Running tasks and results not yet confirmed: the manager keeps all of them alive."""
-        return sorted(set(self._inflight) | self.sender.unsent)
+        return sorted(set(self._inflight) | self._sender.unsent)
 
     def on_events(self, events: Sequence[wire.DelegateTaskEvent | wire.DelegateTaskAbortEvent],
                   source: str) -> None:
@@ -150,16 +150,15 @@ class TaskRunner:
     async def _acquire_and_run(self, task_id: str, source: str) -> None:
         structlog.contextvars.bind_contextvars(task_id=task_id)
         try:
-            package = await self._acquire(task_id)
+            who = await self._registration.wait()
+            package = await self._acquire(who, task_id)
             if package is None:
                 return
             self._metrics.tasks_running.inc()
-            self._running.add(task_id)
             try:
                 _log.info("task.acquired", task_type=package.task_type, source=source)
-                await self._execute(package)
+                await self._execute(who, package)
             finally:
-                self._running.discard(task_id)
                 self._metrics.tasks_running.dec()
         except asyncio.CancelledError:
             if task_id in self._aborted or not self._accepting:
@@ -173,21 +172,19 @@ class TaskRunner:
             self._aborted.discard(task_id)
             if not self._inflight:
                 self._idle.set()
-            if self._missed_offer and self._accepting and self._catch_up is not None:
+            if self._missed_offer and self._accepting:
                 self._missed_offer = False
-                asyncio.get_running_loop().call_soon(self._catch_up)
+                self.work_wanted.set()
 
     def _remember(self, task_id: str) -> None:
         self._recent[task_id] = None
         while len(self._recent) > _RECENT:
             self._recent.popitem(last=False)
 
-    async def _acquire(self, task_id: str) -> wire.DelegateTaskPackage | None:
+    async def _acquire(self, who: Identity, task_id: str) -> wire.DelegateTaskPackage | None:
         try:
             package = await retry.call(
-                "task.acquire",
-                lambda: self._client.acquire(task_id, self._instance_id),
-                retry.QUICK,
+                "task.acquire", lambda: self._client.acquire(who, task_id), retry.QUICK
             )
         except ProtocolViolation as exc:
             await self._finish(task_id, TaskOutcome(wire.TaskStatus.ERRORED, {}, str(exc)),
@@ -200,7 +197,7 @@ class TaskRunner:
             _log.warning("task.acquire_failed", error=str(exc))
             return None
         if package.delegate_instance_id is None and package.capabilities:
-            validated = await self._validate(task_id, package)
+            validated = await self._validate(who, task_id, package)
             if validated is None:
                 return None
             package = validated
@@ -210,7 +207,7 @@ class TaskRunner:
         return package
 
     async def _validate(
-        self, task_id: str, package: wire.DelegateTaskPackage
+        self, who: Identity, task_id: str, package: wire.DelegateTaskPackage
     ) -> wire.DelegateTaskPackage | None:
         results = await run_checks(package.capabilities)
         passed = all(r.ok for r in results)
@@ -218,15 +215,16 @@ class TaskRunner:
                   results=[f"{r.capability_type}: {r.message}" for r in results])
         report = wire.CapabilityReport(delegate_instance_id=self._instance_id, results=results)
         try:
-            return await retry.call("task.report", lambda: self._client.report(task_id, report),
-                                    retry.QUICK)
+            return await retry.call(
+                "task.report", lambda: self._client.report(who.delegate_id, task_id, report),
+                retry.QUICK)
         except DelegateError as exc:
             _log.info("task.not_assigned_after_checks", error=str(exc))
             return None
 
-    async def _execute(self, package: wire.DelegateTaskPackage) -> None:
+    async def _execute(self, who: Identity, package: wire.DelegateTaskPackage) -> None:
         task_id = package.delegate_task_id
-        shipper = LogShipper(self._client, task_id)
+        shipper = LogShipper(self._client, who.delegate_id, task_id)
         started = time.monotonic()
         timeout_s = max(package.timeout_ms / 1000.0, 0.001)
         outcome: TaskOutcome
@@ -275,9 +273,6 @@ class TaskRunner:
         except TaskError as exc:
             shipper.error(str(exc))
             return TaskOutcome(wire.TaskStatus.ERRORED, {}, str(exc)), wire.ResponseCode.FAILED
-        except PermanentError as exc:
-            shipper.error(str(exc))
-            return TaskOutcome(wire.TaskStatus.FAILED, {}, str(exc)), wire.ResponseCode.OK
         except DelegateError as exc:
             shipper.error(str(exc))
             return TaskOutcome(wire.TaskStatus.FAILED, {}, str(exc)), wire.ResponseCode.OK
@@ -299,8 +294,8 @@ class TaskRunner:
             response["errorMessage"] = log.scrub(outcome.error_message)
         result = wire.TaskResult(account_id=self._s.account_id, response_code=code,
                                  response=response, delegate_instance_id=self._instance_id)
-        await asyncio.to_thread(self.spool.write, task_id, result, log_lines)
-        self.sender.submit(task_id)
+        await asyncio.to_thread(self._spool.write, task_id, result, log_lines)
+        self._sender.submit(task_id)
         self._metrics.tasks_finished.labels(status=outcome.status.value).inc()
         _log.info("task.finished", status=outcome.status.value, error=outcome.error_message)
 
@@ -323,8 +318,8 @@ class TaskRunner:
                     task.cancel("delegate shutting down")
                 await asyncio.wait(pending, timeout=5.0)
         remaining = max(deadline - time.monotonic(), 1.0)
-        if not await self.sender.wait_idle(remaining):
-            _log.warning("tasks.results_unsent", count=len(self.sender.unsent),
+        if not await self._sender.wait_idle(remaining):
+            _log.warning("tasks.results_unsent", count=len(self._sender.unsent),
                          note="kept in the spool; sent by the next start")
         return finished
 

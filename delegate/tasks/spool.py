@@ -19,6 +19,7 @@ from pathlib import Path
 from delegate import log, retry
 from delegate.client import ManagerClient
 from delegate.errors import ManagerRejected, PermanentError, TransientError
+from delegate.identity import Registration
 from protocol import wire
 
 _log = log.get("delegate.tasks.spool")
@@ -85,11 +86,12 @@ class ResultSpool:
 class ResultSender:
     """Sends spooled results, a bounded number at a time, until each is confirmed."""
 
-    def __init__(self, client: ManagerClient, spool: ResultSpool, registered: asyncio.Event,
+    def __init__(self, client: ManagerClient, spool: ResultSpool, registration: Registration,
                  parallel: int = 16) -> None:
         self._client = client
+        self.spool = spool
         self._spool = spool
-        self._registered = registered
+        self._registration = registration
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._parallel = parallel
         self.unsent: set[str] = set(spool.pending())
@@ -140,15 +142,15 @@ class ResultSender:
             self.unsent.discard(task_id)
             return
         result = record.result
-        await self._registered.wait()
+        delegate_id = (await self._registration.wait()).delegate_id
         lines = record.log_lines
 
         async def attempt() -> None:
             nonlocal lines
             while lines:  # the log first, so that a final task has its whole log
-                await self._client.send_logs(task_id, wire.LogBatch(lines=lines[:500]))
+                await self._client.send_logs(delegate_id, task_id, wire.LogBatch(lines=lines[:500]))
                 lines = lines[500:]
-            meta = await self._client.send_result(task_id, result)
+            meta = await self._client.send_result(delegate_id, task_id, result)
             _log.info(
                 "task.result_sent", task_id=task_id, status=result.response.get("status"),
                 duplicate=bool(meta.get("duplicate")),

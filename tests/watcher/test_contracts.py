@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from delegate import config
 from delegate.channel import ChannelSettings, WatcherChannel
+from delegate.identity import Registration
 from watcher import channel as wch
 from watcher import settings
 from watcher.upgrade import UpgradeError, parse_check
@@ -73,12 +75,20 @@ class _Runner:
 async def test_delegate_side_speaks_the_watchers_format(tmp_path: Path) -> None:
     """The delegate's channel against the watcher's own reader and writer, over real files."""
     watcher_side = wch.Channel(tmp_path / "msg")
-    conf = ChannelSettings.from_env({wch.ENV_DIR: str(tmp_path / "msg"), wch.ENV_HEARTBEAT: "0.05"})
-    assert conf is not None and ChannelSettings.from_env({}) is None
+    # the delegate reads the watcher's variables through its one settings object, as in production
+    base = {"ACCOUNT_ID": "acct", "DELEGATE_TOKEN": "0" * 32,
+            "MANAGER_HOST_AND_PORT": "http://127.0.0.1:1"}
+    conf = ChannelSettings.from_settings(config.load(
+        {**base, wch.ENV_DIR: str(tmp_path / "msg"), wch.ENV_HEARTBEAT: "0.05", wch.ENV_GONE: "7"}))
+    assert conf is not None and ChannelSettings.from_settings(config.load(base)) is None
+    assert (conf.root, conf.heartbeat_interval_s, conf.watcher_gone_after_s) == (
+        tmp_path / "msg", 0.05, 7.0)
     runner = _Runner()
     stops: list[str] = []
+    registration = Registration()
+    registration.confirm("d-1")
     delegate_side = WatcherChannel(conf, runner, healthy=lambda: (True, "ok"),
-                                   delegate_id=lambda: "d-1", request_stop=stops.append)
+                                   registration=registration, request_stop=stops.append)
     task = asyncio.create_task(delegate_side.run(), name="test.channel")
     try:
         pid = delegate_side.pid

@@ -1,0 +1,182 @@
+"""POLL_FOR_TASKS=false: one websocket carries heartbeats up and task events down.
+
+The socket is (re)opened under `STREAM_POLICY`: full jitter capped at 1 s, so a delegate is back
+within about a second of the manager coming back, and gives up (the agent exits 1 for a restart)
+only after `max_total_s` of failures in a row. Three heartbeat intervals without an ack drop the
+socket. A streaming delegate that refused offers while full asks for queued work once it has room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+import aiohttp
+from pydantic import ValidationError
+
+from delegate import log, retry
+from delegate.client import ManagerClient
+from delegate.config import Settings
+from delegate.errors import (
+    DelegateError,
+    ManagerRejected,
+    ManagerUnavailable,
+    SelfDestruct,
+    TransientError,
+)
+from delegate.liveness import Liveness
+from delegate.metrics import Metrics
+from delegate.polling import EventSink, fetch_events
+from delegate.registration import Registrar
+from protocol import wire
+
+_log = log.get("delegate.stream")
+
+STREAM_POLICY = retry.RetryPolicy(
+    initial_s=0.25, max_backoff_s=1.0, max_attempts=None, max_total_s=900.0,
+    retry_on=(TransientError, ManagerRejected),
+)
+
+
+class Stream:
+    def __init__(self, settings: Settings, client: ManagerClient, registrar: Registrar,
+                 liveness: Liveness, metrics: Metrics, sink: EventSink) -> None:
+        self._s = settings
+        self._client = client
+        self._registrar = registrar
+        self._liveness = liveness
+        self._metrics = metrics
+        self._sink = sink
+        self._background: set[asyncio.Task[None]] = set()
+
+    def loops(self) -> dict[str, Coroutine[Any, Any, None]]:
+        return {"stream": self.run(), "catch_up": self.catch_up()}
+
+    async def run(self) -> None:
+        losses = 0  # sessions in a row that ended before they were worth having
+        while True:
+            ws = await retry.call("stream.connect", self._connect, STREAM_POLICY)
+            if losses:
+                self._metrics.reconnects.inc()
+            _log.info("stream.connected", delegate_id=self._registrar.registration.delegate_id,
+                      reconnect=losses > 0)
+            opened = time.monotonic()
+            reason = await self._session(ws)
+            self._liveness.failed(f"stream lost: {reason}")
+            lasted_s = time.monotonic() - opened
+            losses = 1 if lasted_s > 3 * self._s.delegate_heartbeat_interval_s else losses + 1
+            delay = STREAM_POLICY.backoff(losses)  # a socket closed at once is not a spin
+            _log.warning("stream.lost", reason=reason, wait_s=round(delay, 2))
+            await asyncio.sleep(delay)
+
+    async def _connect(self) -> aiohttp.ClientWebSocketResponse:
+        delegate_id = await self._registrar.ensure()
+        seq = self._registrar.seq
+        try:
+            return await self._client.open_stream(
+                delegate_id,
+                sequence_num=seq.sequence_num if seq else None,
+                random_token=seq.random_token if seq else None,
+                heartbeat_s=max(self._s.delegate_heartbeat_interval_s, 5.0),
+            )
+        except ManagerRejected as exc:
+            if exc.status == 404:
+                self._registrar.forgotten()
+            self._liveness.failed(str(exc))
+            raise
+        except DelegateError as exc:
+            self._liveness.failed(str(exc))
+            raise
+
+    async def catch_up(self) -> None:
+        """Each time the sink has room after refusing offers, fetch what is queued for us."""
+        while True:
+            await self._sink.work_wanted.wait()
+            self._sink.work_wanted.clear()
+            delegate_id = self._registrar.registration.delegate_id
+            if delegate_id is None:
+                continue
+            try:
+                await fetch_events(self._client, delegate_id, self._sink, "catch-up")
+            except DelegateError as exc:
+                _log.debug("task_events.failed", error=str(exc))
+
+    async def _session(self, ws: aiohttp.ClientWebSocketResponse) -> str:
+        """Heartbeat over `ws` and hand events to the sink until the socket ends; says why."""
+        sender = asyncio.create_task(self._heartbeats(ws), name="stream.heartbeats")
+        try:
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    self._on_text(msg.data)
+                elif msg.type == aiohttp.WSMsgType.ERROR:
+                    return f"socket error {ws.exception()!r}"
+            if sender.done() and not sender.cancelled() and sender.exception():
+                return f"heartbeat sender failed: {sender.exception()}"
+            return f"closed by manager (code {ws.close_code})"
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, *self._background, return_exceptions=True)
+            await ws.close()
+
+    async def _heartbeats(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        interval = self._s.delegate_heartbeat_interval_s
+        due = time.monotonic()
+        while True:
+            sent_at = time.monotonic()
+            self._metrics.heartbeat_delay.observe(max(sent_at - due, 0.0))
+            due = sent_at + interval
+            beat = wire.StreamHeartbeat(**self._registrar.params().model_dump())
+            try:
+                await ws.send_str(json.dumps(beat.dump(), separators=(",", ":")))
+                self._metrics.heartbeats_sent.inc()
+            except (ConnectionError, RuntimeError) as exc:
+                self._metrics.heartbeats_failed.inc()
+                await ws.close()
+                raise ManagerUnavailable(f"heartbeat could not be sent: {exc}") from exc
+            await asyncio.sleep(max(due - time.monotonic(), 0.0))
+            last = self._liveness.last_ack_monotonic or 0.0
+            if last < sent_at:
+                # No ack for a whole interval: count it; after 3 missing, drop and reconnect.
+                self._metrics.heartbeats_failed.inc()
+                if time.monotonic() - last > 3 * interval:
+                    _log.warning("heartbeat.unanswered", seconds=round(time.monotonic() - last, 1))
+                    await ws.close()
+                    return
+
+    def _on_text(self, data: str) -> None:
+        try:
+            message: Any = json.loads(data)
+            kind = message.get("eventType") if isinstance(message, dict) else None
+        except ValueError:
+            _log.warning("stream.bad_message", reason="not JSON", first_bytes=data[:60])
+            return
+        try:
+            self._dispatch(kind, message)
+        except ValidationError as exc:
+            first = exc.errors(include_input=False, include_url=False)[0]
+            _log.warning("stream.bad_message", event_type=str(kind),
+                         reason=f"{'.'.join(map(str, first.get('loc', ())))}: {first.get('msg')}")
+
+    def _dispatch(self, kind: object, message: Any) -> None:
+        if kind == wire.StreamEventType.HEARTBEAT_RESPONSE:
+            ack = wire.DelegateHeartbeatResponseStreaming.model_validate(message)
+            if ack.status == wire.DelegateStatus.DELETED:
+                raise SelfDestruct("the manager acknowledged a heartbeat with status DELETED")
+            self._liveness.acked()
+            if ack.delegate_random_token or ack.sequence_number:
+                task = asyncio.get_running_loop().create_task(
+                    self._registrar.store_sequence(ack.delegate_random_token, ack.sequence_number),
+                    name="sequence.store")
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+        elif kind == wire.StreamEventType.TASK:
+            self._sink.on_events([wire.DelegateTaskEvent.model_validate(message)], "stream")
+        elif kind == wire.StreamEventType.TASK_ABORT:
+            self._sink.on_events([wire.DelegateTaskAbortEvent.model_validate(message)], "stream")
+        elif kind == wire.StreamEventType.SELF_DESTRUCT:
+            raise SelfDestruct("the manager sent SelfDestruct on the stream")
+        else:
+            _log.warning("stream.unknown_event", event_type=str(kind))
