@@ -72,12 +72,17 @@ def test_survives_manager_restart_as_the_same_delegate(manager: Manager, delegat
     wait_until(lambda: connected(manager, delegate_id), 10, "CONNECTED")
     manager.stop()
     proc.wait_event("stream.lost", timeout=10)
-    time.sleep(1.5)
+    # down long enough for an uncapped exponential backoff to pass 1 s several times over
+    wait_until(lambda: len(proc.find("retry.scheduled", what="stream.connect")) >= 6, 20,
+               "reconnect attempts while the manager is down")
     manager.start()
     wait_until(lambda: len(proc.find("stream.connected")) >= 2, 20, "stream reconnected")
     wait_until(lambda: connected(manager, delegate_id), 10, "CONNECTED again")
     assert {e["delegate_id"] for e in proc.find("manager.registered")} == {delegate_id}
     assert proc.find("stream.connected", reconnect=True)
+    # the promise behind "back within about a second": no wait between attempts exceeds 1 s
+    waits = [e["wait_s"] for e in proc.find("retry.scheduled", what="stream.connect")]
+    assert waits and max(waits) <= 1.0, waits
 
 
 def test_three_ecs_delegates_get_sequence_numbers(manager: Manager, delegates: Start,
@@ -132,16 +137,18 @@ def test_sigterm_unregisters_and_exits_0(manager: Manager, delegates: Start) -> 
     assert manager.delegate(delegateId=delegate_id)["status"] == "DISCONNECTED"
 
 
-def test_deleted_delegate_self_destructs_and_stays_gone(manager: Manager,
-                                                       delegates: Start) -> None:
-    proc = delegates("d1")
+@pytest.mark.parametrize("polling", ["false", "true"])
+def test_deleted_delegate_self_destructs_and_stays_gone(manager: Manager, delegates: Start,
+                                                       polling: str) -> None:
+    # no keep-alive in the window: the stream or the heartbeat loop itself must honour it
+    proc = delegates("d1", POLL_FOR_TASKS=polling, DELEGATE_KEEPALIVE_INTERVAL_S="600")
     delegate_id = proc.wait_event("manager.registered")["delegate_id"]
     wait_until(lambda: connected(manager, delegate_id), 10, "CONNECTED")
     manager.api("DELETE", f"/api/setup/delegates/{delegate_id}")
     assert proc.wait(10) == 4  # the "do not restart me" exit code
     assert proc.find("delegate.self_destruct")
     assert manager.delegate(delegateId=delegate_id) is None
-    again = delegates("d1")  # same work dir: same ECS token, so the same identity
+    again = delegates("d1", POLL_FOR_TASKS=polling)  # same work dir: same ECS token, same identity
     assert again.wait(15) == 4
     assert not again.find("manager.registered")
 
