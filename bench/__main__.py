@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ["startup", "tasks", "ecs", "watcher"]
+SUITES = ["startup", "tasks", "ecs", "watcher", "manager"]
 
 
 def main(argv: list[str]) -> int:
