@@ -66,6 +66,9 @@ class RollingDeployInput(EcsTaskInput):
     same_as_already_running: bool = Field(default=True, alias="sameAsAlreadyRunningInstances")
     desired_count: int | None = Field(default=None, ge=0, alias="desiredCount")
     force_new_deployment: bool = Field(default=False, alias="forceNewDeployment")
+    failed_tasks_limit: int = Field(default=10, ge=0, le=1000, alias="failedTasksLimit")
+    verify_after_completion_s: float | None = Field(default=None, ge=0, le=3600,
+                                                    alias="verifyAfterCompletionS")
 
 
 class PrepareRollbackInput(EcsTaskInput):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from delegate.ecs import manifests, scaling, servicedeploy, services
+from delegate.ecs import failfast, manifests, scaling, servicedeploy, services
 from delegate.ecs.aws import Aws
 from delegate.ecs.inputs import PrepareRollbackInput, RollingDeployInput, RollingRollbackInput
 from delegate.ecs.watch import Deadline, Verdict, describe_service, event_ids, follow
@@ -79,7 +79,9 @@ async def deploy(ctx: TaskContext, data: RollingDeployInput) -> TaskOutcome:
     try:
         verdict = await servicedeploy.follow_started(aws, cluster, name, started, svc, since, ctx.log,
                                                      deadline, data.poll_interval_s, event_ids(current),
-                                                     response)
+                                                     response, data.failed_tasks_limit,
+                                                     failfast.window_s(data.verify_after_completion_s,
+                                                                       data.poll_interval_s))
     finally:
         # Scaling comes back whatever happened: the manifests' on success, what was found otherwise.
         restore = wanted if (verdict is not None and verdict.ok and wanted) else found

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from delegate.ecs import failfast
 from delegate.ecs.aws import Aws
 from delegate.ecs.services import Started
 from delegate.ecs.watch import Deadline, EventStream, Verdict, describe_service, follow
@@ -152,9 +153,11 @@ async def stop(aws: Aws, arn: str, log: TaskLog) -> None:
 
 async def follow_started(aws: Aws, cluster: str, name: str, started: Started, svc: dict[str, Any],
                          since: datetime, log: TaskLog, deadline: Deadline, poll_s: float,
-                         known_events: Iterable[str], response: dict[str, Any]) -> Verdict:
+                         known_events: Iterable[str], response: dict[str, Any],
+                         failed_tasks_limit: int = 0, verify_s: float = 0.0) -> Verdict:
     """Follow what CreateService/UpdateService started, by its service deployment for a native
-    strategy, by its deployment otherwise; the service deployment's ARN and state go in `response`."""
+    strategy, by its deployment otherwise (failing fast, then watched for `verify_s` after it
+    completes); the service deployment's ARN and state go in `response`."""
     strategy = strategy_of(svc)
     response["strategy"] = strategy
     arn = await find_soon(aws, cluster, name, started.deployment_id, since, deadline, poll_s)
@@ -168,7 +171,12 @@ async def follow_started(aws: Aws, cluster: str, name: str, started: Started, sv
                                               deadline, poll_s, known_events)
             response.update(summary(sd))
             return verdict
-        return await follow(aws, cluster, name, started.deployment_id, log, deadline, poll_s, known_events)
+        known = list(known_events)
+        fast = failfast.FailFast(svc, failed_tasks_limit, known)
+        verdict = await follow(aws, cluster, name, started.deployment_id, log, deadline, poll_s, known,
+                               fast.check)
+        return await failfast.verify_after_completion(aws, cluster, name, verdict, log, deadline,
+                                                      poll_s, verify_s)
     except asyncio.CancelledError:
         if arn is not None:
             await asyncio.shield(stop(aws, arn, log))

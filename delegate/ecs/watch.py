@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,7 +115,9 @@ async def follow(
     deadline: Deadline,
     poll_s: float,
     known_events: Iterable[str] = (),
+    check: Callable[[dict[str, Any], dict[str, Any] | None], str | None] | None = None,
 ) -> Verdict:
+    """`check` may fail the deploy early (failfast.FailFast.check) with the reason it returns."""
     events = EventStream(log, known_events)
     stopped = StoppedTasks(aws, cluster, name, log)
     last_progress, failed_seen = "", 0
@@ -137,6 +139,11 @@ async def follow(
                 failed_seen = int(mine.get("failedTasks") or 0)
                 await stopped.show(deployment_id)
         verdict = _judge(service, mine, primary, deployment_id, name)
+        why = check(service, mine) if verdict is None and check is not None else None
+        if why:
+            if mine is not None and int(mine.get("failedTasks") or 0) > failed_seen:
+                failed_seen = int(mine.get("failedTasks") or 0)
+            verdict = Verdict(False, f"deployment {deployment_id} of service {name} failed fast: {why}")
         if verdict is not None:
             if not verdict.ok and mine is not None and failed_seen:
                 await stopped.show(deployment_id)
