@@ -31,7 +31,9 @@ def _watcher(manager: Manager, work: Path, **extra: str) -> Process:
     work.mkdir(parents=True, exist_ok=True)
     env = delegate_env(manager, work, DELEGATE_HEARTBEAT_INTERVAL_S="5",
                        WATCHER_HEARTBEAT_INTERVAL_S="1", WATCHER_HEARTBEAT_TIMEOUT_S=f"{HANG_TIMEOUT_S:g}",
-                       WATCHER_DELEGATE_COMMAND=f"{sys.executable} -m delegate", **extra)
+                       WATCHER_DELEGATE_COMMAND=f"{sys.executable} -m delegate",
+                       WATCHER_TRUSTED_KEYS=publish.public_key_b64(publish.dev_key(manager.data_dir)),
+                       **extra)
     return Process([sys.executable, "-m", "watcher"], env, REPO).start()
 
 
@@ -39,8 +41,8 @@ def _ready_pid(proc: Process, not_pid: int | None, timeout: float = 30.0) -> tup
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for event in proc.find("delegate.ready"):
-            if event["pid"] != not_pid:
-                return int(event["pid"]), time.perf_counter()
+            if event["delegate_pid"] != not_pid:
+                return int(event["delegate_pid"]), time.perf_counter()
         time.sleep(0.01)
     raise AssertionError(f"no delegate became ready: {proc.tail()}")
 
@@ -71,7 +73,7 @@ def _measure(manager: Manager, base: Path) -> str:
         # SIGSTOP -> detected as hung
         t0 = time.perf_counter()
         os.kill(pid, signal.SIGSTOP)
-        w.wait_event("delegate.hung", timeout=30, pid=pid)
+        w.wait_event("delegate.hung", timeout=30, delegate_pid=pid)
         hung_s = time.perf_counter() - t0
         rows.append(("SIGSTOP to hang detected (s)", f"{hung_s:.2f}",
                      f"within WATCHER_HEARTBEAT_TIMEOUT_S={HANG_TIMEOUT_S:g} + one heartbeat"))
@@ -93,7 +95,7 @@ def _measure(manager: Manager, base: Path) -> str:
         t0 = time.perf_counter()
         done = w.wait_event("upgrade.completed", timeout=60)
         upgrade_s = time.perf_counter() - t0
-        w.wait_event("delegate.exited", timeout=60, pid=done["old_pid"])
+        w.wait_event("delegate.exited", timeout=60, delegate_pid=done["old_pid"])
         time.sleep(3)
         stop.set()
         feeder.join()

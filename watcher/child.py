@@ -1,8 +1,9 @@
-"""One delegate process under watch, and the process states it moves through.
+"""One delegate process under watch: what the supervisor knows about it.
 
-The states are Supervisor's: STOPPED (not started yet), STARTING (spawned, not yet registered),
-RUNNING (registered and heartbeating), BACKOFF (died; waiting before the next start), STOPPING (asked
-to stop acquiring and drain), EXITED (gone as asked or for good), FATAL (will not be started again).
+A child has a role, not a state of its own: the slot's state lives in the one state machine
+(`watcher/machine.py`). The role says what the process is for: the current delegate, a candidate
+(a new version or a fresh process, not yet registered), or a retiring one (told to stop acquiring
+and drain).
 """
 
 from __future__ import annotations
@@ -12,16 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from watcher.process import ExitWatch
-
-
-class ProcState(enum.StrEnum):
-    STOPPED = "STOPPED"
-    STARTING = "STARTING"
-    RUNNING = "RUNNING"
-    BACKOFF = "BACKOFF"
-    STOPPING = "STOPPING"
-    EXITED = "EXITED"
-    FATAL = "FATAL"
 
 
 class Role(enum.StrEnum):
@@ -41,7 +32,6 @@ class Child:
     pid: int
     artifact: str | None  # installed version it runs from; None = the image's own delegate
     role: Role
-    state: ProcState
     purpose: Purpose
     spawned_at: float
     version: str | None = None  # what the delegate reports in new-delegate
@@ -56,8 +46,8 @@ class Child:
     watch: ExitWatch | None = field(default=None, repr=False)
 
     def summary(self) -> dict[str, Any]:
-        return {"pid": self.pid, "role": self.role.value, "state": self.state.value,
-                "version": self.version, "artifact": self.artifact, "ready": self.ready}
+        return {"pid": self.pid, "role": self.role.value, "version": self.version,
+                "artifact": self.artifact, "ready": self.ready}
 
     def handoff(self, offset: int) -> dict[str, Any]:
         """What a self-upgraded watcher needs to adopt this process."""

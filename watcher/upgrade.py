@@ -1,16 +1,18 @@
-"""Published versions: read the check file, download the artifact, verify it, install it beside the
-current one, and remember versions that failed so they are not tried again.
+"""Published versions: read the check file, download the artifact and its signature, verify both,
+install them beside the current version, and remember versions that failed so they are not tried
+again.
 
 The check file (`<storage url>/<check location>`, e.g. delegateprod.txt) holds one line:
-`<version> <relative path> <sha256>`. The artifact is `<storage url>/<relative path>`. Installed
-artifacts live in `<work dir>/versions/<kind>/<version>/<kind>.pyz`; the current and the previous
-version are kept (rollback), older ones are removed. Downloads run in a thread (urllib, loaded only
-when first needed, so an idle watcher does not carry the HTTP and TLS modules).
+`<version> <relative path> <sha256>`. The artifact is `<storage url>/<relative path>`, its signature
+`<storage url>/<relative path>.sig` (`watcher/trust.py`). Installed artifacts live in
+`<work dir>/versions/<kind>/<version>/<kind>.pyz` with their `.sig`; the current and the previous
+version are kept (rollback), older ones are removed. What is installed is only a cache: it is
+verified again before every start (`Store.load`).
 """
 
 from __future__ import annotations
 
-import asyncio
+import datetime as dt
 import hashlib
 import json
 import os
@@ -18,7 +20,8 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from watcher import fetch, trust
 
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -30,8 +33,12 @@ class UpgradeError(Exception):
     """A check or download failed; the running processes carry on."""
 
 
-class ChecksumMismatch(UpgradeError):
-    pass
+class Refused(UpgradeError):
+    """The published artifact is not trustworthy (signature, kind, version, expiry)."""
+
+
+class ChecksumMismatch(Refused):
+    """The artifact's sha256 is not the one the check file names."""
 
 
 @dataclass(frozen=True)
@@ -57,60 +64,32 @@ def parse_check(text: str, source: str) -> Published:
     return Published(version, path, sha.lower())
 
 
-def _open(url: str, timeout_s: float) -> Any:
-    import urllib.request  # loaded on first use: keeps the idle watcher small
-
-    request = urllib.request.Request(url, headers={"User-Agent": "harness-watcher"})  # noqa: S310
-    return urllib.request.urlopen(request, timeout=timeout_s)  # noqa: S310 - URL from the task spec
+def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """Orders versions like 1.9.0 < 1.10.0 (numbers as numbers, other parts as text after them)."""
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[._+-]", version))
 
 
-def _fetch_text(url: str, timeout_s: float) -> str:
-    try:
-        with _open(url, timeout_s) as resp:
-            return bytes(resp.read(MAX_CHECK_BYTES)).decode("utf-8", "replace")
-    except OSError as exc:  # URLError, HTTPError and timeouts are OSErrors
-        raise UpgradeError(f"cannot read {url}: {exc}") from exc
+@dataclass(frozen=True)
+class Verified:
+    version: str
+    fd: int  # a sealed memfd holding exactly the verified bytes; the caller closes it
+    keyid: str
 
+    def close(self) -> None:
+        os.close(self.fd)
 
-def _download(url: str, dest: Path, sha256: str, timeout_s: float) -> None:
-    digest = hashlib.sha256()
-    size = 0
-    tmp = dest.with_name(dest.name + ".part")
-    try:
-        with _open(url, timeout_s) as resp, open(tmp, "wb") as out:
-            while chunk := resp.read(1 << 16):
-                size += len(chunk)
-                if size > MAX_ARTIFACT_BYTES:
-                    raise UpgradeError(f"{url} is larger than {MAX_ARTIFACT_BYTES} bytes")  # noqa: TRY301
-                digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UpgradeError(f"cannot download {url}: {exc}") from exc
-    except UpgradeError:
-        tmp.unlink(missing_ok=True)
-        raise
-    if digest.hexdigest() != sha256:
-        tmp.unlink(missing_ok=True)
-        raise ChecksumMismatch(f"{url}: sha256 is {digest.hexdigest()}, the check file says {sha256}")
-    os.replace(tmp, dest)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 16):
-            digest.update(chunk)
-    return digest.hexdigest()
+    @property
+    def path(self) -> str:
+        """Where the child finds it: the fd is inherited under the same number."""
+        return f"/proc/self/fd/{self.fd}"
 
 
 class Store:
     """Installed versions of one artifact kind ("delegate" or "watcher")."""
 
-    def __init__(self, root: Path, kind: str) -> None:
+    def __init__(self, root: Path, kind: str, keys: tuple[bytes, ...]) -> None:
         self.kind = kind
+        self.keys = keys
         self.root = root / kind
         self.root.mkdir(parents=True, exist_ok=True)
         self._failed_path = self.root / "failed.json"
@@ -152,21 +131,72 @@ class Store:
             if child.is_dir() and child.name not in keep and not child.name.startswith("."):
                 shutil.rmtree(child, ignore_errors=True)
 
+    def clear_current(self) -> None:
+        self._state_path.unlink(missing_ok=True)
+
+    # --- verifying ----------------------------------------------------------------------------
+
+    def load(self, version: str, now: dt.datetime | None = None) -> Verified:
+        """Read the installed `version`, verify it, and hand back a sealed copy to run. Expiry is
+        checked only when `now` is given (at download; an installed version keeps running)."""
+        path = self.artifact(version)
+        try:
+            data = path.read_bytes()
+            signature = path.with_name(path.name + trust.SIG_SUFFIX).read_bytes()[:trust.MAX_SIG_BYTES]
+        except OSError as exc:
+            raise Refused(f"{self.kind} {version}: cannot read the installed files: {exc}") from None
+        try:
+            signed = trust.parse_signed(signature, f"{self.kind} {version} signature")
+            trust.check(signed, self.kind, version, data, now)
+            fd = trust.sealed_copy(data, f"{self.kind}-{version}.pyz")
+            try:
+                keyid = trust.verify_signatures(signed, self.keys)
+            except BaseException:
+                os.close(fd)
+                raise
+        except trust.Refused as exc:
+            raise Refused(f"{self.kind} {version}: {exc}") from None
+        return Verified(version, fd, keyid)
+
     # --- fetching -----------------------------------------------------------------------------
 
     async def check(self, storage_url: str, location: str, timeout_s: float) -> Published:
         url = f"{storage_url}/{location}"
-        text = await asyncio.to_thread(_fetch_text, url, timeout_s)
-        return parse_check(text, url)
+        try:
+            text = (await fetch.fetch(url, timeout_s, MAX_CHECK_BYTES)).decode("utf-8", "replace")
+        except fetch.FetchError as exc:
+            raise UpgradeError(str(exc)) from None
+        return parse_check(text, fetch.redact(url))
 
-    async def fetch(self, storage_url: str, published: Published, timeout_s: float) -> Path:
-        """Download and verify `published` unless a verified copy is already installed."""
+    async def fetch(self, storage_url: str, published: Published, timeout_s: float) -> Verified:
+        """Download `published` and its signature, verify them, install them; a sealed copy."""
         dest = self.artifact(published.version)
-        if dest.exists():
-            if await asyncio.to_thread(file_sha256, dest) == published.sha256:
-                return dest
-            dest.unlink()
         dest.parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(_download, f"{storage_url}/{published.path}", dest,
-                                published.sha256, timeout_s)
-        return dest
+        url = f"{storage_url}/{published.path}"
+        tag = os.urandom(4).hex()
+        tmp = dest.with_name(f".{dest.name}.{tag}.part")
+        sig_tmp = dest.with_name(f".{dest.name}.{tag}.sig.part")
+        try:
+            await fetch.fetch(url + trust.SIG_SUFFIX, timeout_s, trust.MAX_SIG_BYTES, sig_tmp)
+            await fetch.fetch(url, timeout_s, MAX_ARTIFACT_BYTES, tmp)
+            data = tmp.read_bytes()
+        except fetch.FetchError as exc:
+            raise UpgradeError(str(exc)) from None
+        finally:
+            if not tmp.exists() or not sig_tmp.exists():
+                tmp.unlink(missing_ok=True)
+                sig_tmp.unlink(missing_ok=True)
+        try:
+            if hashlib.sha256(data).hexdigest() != published.sha256:
+                raise ChecksumMismatch(f"{fetch.redact(url)}: sha256 differs from the check file's "
+                              f"{published.sha256}")
+            os.replace(sig_tmp, dest.with_name(dest.name + trust.SIG_SUFFIX))
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+            sig_tmp.unlink(missing_ok=True)
+        try:
+            return self.load(published.version, now=dt.datetime.now(dt.UTC))
+        except Refused:
+            shutil.rmtree(dest.parent, ignore_errors=True)
+            raise

@@ -1,174 +1,179 @@
-"""Upgrades, as steps of the watcher's loop: check the published versions on an interval with
-jitter, download and verify a new one, start it beside the running delegate (the supervisor then
-promotes or rolls back), and replace the watcher itself in place, taking back its children after.
+"""Upgrades, as a collaborator of the supervisor with its own state: which installed version the slot
+runs (`artifact`), which verified version waits to be tried (`pending`), the watcher's own next
+version (`self_pending`), and the check loops that find them.
 
-A mixin of `supervisor.Watcher`: it only reads and sets the slots the supervisor owns, declared below.
+The supervisor tells it what runs (`observe`) and what happened (`promoted`, `candidate_failed`,
+`resumed`, `roll_back`); it answers with verified, sealed copies to start (`launch`). It never
+touches the supervisor's processes or state.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
-import time
-from collections.abc import Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import watcher
-from watcher import channel as ch
-from watcher import process, selfupgrade
-from watcher.child import Child, ProcState, Purpose, Role
+from watcher.backoff import jittered
 from watcher.log import log
 from watcher.settings import Settings
-from watcher.upgrade import ChecksumMismatch, Published, Store, UpgradeError
+from watcher.upgrade import ChecksumMismatch, Published, Refused, Store, UpgradeError, Verified, version_key
+
+# constant event names, one per kind (grep-able; docs/watcher.md lists them)
+CHECKSUM_MISMATCH = {"delegate": "upgrade.delegate_checksum_mismatch",
+                     "watcher": "upgrade.watcher_checksum_mismatch"}
+REFUSED = {"delegate": "upgrade.delegate_refused", "watcher": "upgrade.watcher_refused"}
+CHECK_FAILED = {"delegate": "upgrade.delegate_check_failed", "watcher": "upgrade.watcher_check_failed"}
+CHECK_CRASHED = {"delegate": "upgrade.delegate_check_crashed",
+                 "watcher": "upgrade.watcher_check_crashed"}
 
 
-class UpgradeSteps:
-    # the supervisor's state this mixin works on
-    s: Settings
-    channel: ch.Channel
-    store: Store
-    self_store: Store
-    current: Child | None
-    candidate: Child | None
-    retiring: list[Child]
-    artifact: str | None
-    failures: int
-    _pending: tuple[Published, Path] | None
-    _self_upgrade: tuple[Published, Path] | None
-    _wake: asyncio.Event
-    _exits: list[tuple[int, int]]
-    _init_done: bool
+class Upgrader:
+    def __init__(self, settings: Settings, wake: Callable[[], None]) -> None:
+        self.s = settings
+        self._wake = wake
+        self.store = Store(settings.versions_dir, "delegate", settings.trusted_keys)
+        self.self_store = Store(settings.versions_dir, "watcher", settings.trusted_keys)
+        self.artifact = self._installed()  # the installed version the slot starts; None = image's
+        self.pending: str | None = None  # a verified, installed delegate version to try
+        self.self_pending: str | None = None  # a verified, installed watcher version to exec
+        self.checks = {"delegate": 0, "watcher": 0}  # completed checks (in the watcher's state file)
+        self._running: str | None = None
+        self._busy = False
 
-    # the supervisor's transitions this mixin uses
-    def _spawn(self, artifact: str | None, role: Role, purpose: Purpose,
-               now: float) -> Child | None:
-        raise NotImplementedError
+    def _installed(self) -> str | None:
+        current = self.store.installed()["current"]
+        if current and current not in self.store.failed() and self.store.artifact(current).exists():
+            return current
+        return None
 
-    def _live(self) -> list[Child]:
-        raise NotImplementedError
+    def loops(self) -> list[tuple[Coroutine[Any, Any, None], str]]:
+        """The check loops to run as named tasks (none without a storage URL or a trusted key)."""
+        wanted = [(self.store, self.s.delegate_storage_url, self.s.delegate_check_location,
+                   self._offer_delegate), (self.self_store, self.s.watcher_storage_url,
+                                           self.s.watcher_check_location, self._offer_watcher)]
+        loops = []
+        for store, url, location, offer in wanted:
+            if url is None:
+                continue
+            if not self.s.trusted_keys:
+                log.warning("upgrade.disabled", kind=store.kind, why="no trusted signing key",
+                            hint="set WATCHER_TRUSTED_KEYS (base64 Ed25519 public keys) or bake "
+                                 "release keys into the image; see docs/watcher.md")
+                continue
+            loops.append((self._check_loop(store, url, location, offer), f"upgrade.{store.kind}_check"))
+        return loops
 
-    def _to(self, state: ProcState, why: str, **fields: Any) -> None:
-        raise NotImplementedError
+    def observe(self, running_version: str | None, busy: bool) -> None:
+        """What runs now (the current delegate's version) and whether a hand-over is in progress."""
+        self._running, self._busy = running_version, busy
 
-    def _child_exited(self, pid: int, code: int) -> None:
-        raise NotImplementedError
-
-    def _running_version(self) -> str | None:
-        return self.current.version if self.current is not None else None
+    # --- checking -----------------------------------------------------------------------------
 
     async def _check_loop(self, store: Store, url: str, location: str,
                           offer: Callable[[Published], Awaitable[None]]) -> None:
         await asyncio.sleep(self.s.upgrade_first_check_s)
         while True:
             try:
-                published = await store.check(url, location, self.s.download_timeout_s)
-                await offer(published)
+                await offer(await store.check(url, location, self.s.download_timeout_s))
             except ChecksumMismatch as exc:
-                log.error(f"upgrade.{store.kind}_checksum_mismatch", error=str(exc),
+                log.error(CHECKSUM_MISMATCH[store.kind], error=str(exc),
+                          note="refused; the running process carries on")
+            except Refused as exc:
+                log.error(REFUSED[store.kind], error=str(exc),
                           note="refused; the running process carries on")
             except UpgradeError as exc:
-                log.warning(f"upgrade.{store.kind}_check_failed", error=str(exc))
-            except Exception as exc:  # noqa: BLE001 - a checker bug must not stop supervision
-                log.error(f"upgrade.{store.kind}_check_crashed", error=repr(exc))
-            jitter = random.uniform(-self.s.upgrade_check_jitter_s, self.s.upgrade_check_jitter_s)
-            await asyncio.sleep(self.s.upgrade_check_interval_s + jitter)
+                log.warning(CHECK_FAILED[store.kind], error=str(exc))
+            except Exception:  # noqa: BLE001 - a checker bug must not stop supervision
+                log.error(CHECK_CRASHED[store.kind], exc_info=True)
+            self.checks[store.kind] += 1
+            await asyncio.sleep(jittered(self.s.upgrade_check_interval_s, self.s.upgrade_check_jitter_s))
+
+    def _older(self, version: str, running: str | None) -> bool:
+        return running is not None and version_key(version) < version_key(running)
 
     async def _offer_delegate(self, published: Published) -> None:
-        if published.version in (self._running_version(), self.artifact):
+        running = self._running
+        if published.version in (running, self.artifact) or running is None:
             return
-        if self._pending is not None or self.candidate is not None:
+        if self.pending is not None or self._busy or published.version in self.store.failed():
             return
-        if published.version in self.store.failed():
-            log.debug("upgrade.skipped_failed_version", version=published.version)
-            return
-        log.info("upgrade.found", version=published.version, running=self._running_version())
-        path = await self.store.fetch(self.s.delegate_storage_url or "", published,
-                                      self.s.download_timeout_s)
-        log.info("upgrade.verified", version=published.version, sha256=published.sha256)
-        self._pending = (published, path)
-        self._wake.set()
-
-    def _maybe_upgrade(self, now: float) -> None:
-        cur = self.current
-        if self._pending is None or self.candidate is not None or self.retiring:
-            return
-        if cur is None or cur.state != ProcState.RUNNING:
-            return
-        published, _ = self._pending
-        self.channel.send(cur.pid, ch.UPGRADING, version=published.version)
-        log.info("upgrade.starting", version=published.version, old_version=cur.version)
-        self.candidate = self._spawn(published.version, Role.CANDIDATE, Purpose.UPGRADE, now)
-        if self.candidate is None:
-            self.store.mark_failed(published.version)
-            self._pending = None
+        if self._older(published.version, running):
+            raise Refused(f"delegate {published.version} is older than the running {running}: "
+                          "a rollback is refused; publish a newer version instead")
+        log.info("upgrade.found", version=published.version, running=running)
+        verified = await self.store.fetch(self.s.delegate_storage_url or "", published,
+                                          self.s.download_timeout_s)
+        verified.close()
+        log.info("upgrade.verified", version=published.version, sha256=published.sha256,
+                 keyid=verified.keyid)
+        self.pending = published.version
+        self._wake()
 
     async def _offer_watcher(self, published: Published) -> None:
-        if published.version == watcher.__version__ or self._self_upgrade is not None:
+        if published.version == watcher.__version__ or self.self_pending is not None:
             return
         if published.version in self.self_store.failed():
             return
+        if self._older(published.version, watcher.__version__):
+            raise Refused(f"watcher {published.version} is older than the running "
+                          f"{watcher.__version__}: a rollback is refused")
         log.info("upgrade.watcher_found", version=published.version, running=watcher.__version__)
-        path = await self.self_store.fetch(self.s.watcher_storage_url or "", published,
-                                           self.s.download_timeout_s)
-        if not await selfupgrade.sanity_check(path, published.version):
-            self.self_store.mark_failed(published.version)
-            return
-        self._self_upgrade = (published, path)
-        self._wake.set()
+        verified = await self.self_store.fetch(self.s.watcher_storage_url or "", published,
+                                               self.s.download_timeout_s)
+        verified.close()
+        log.info("upgrade.watcher_verified", version=published.version, keyid=verified.keyid)
+        self.self_pending = published.version
+        self._wake()
 
-    def _maybe_self_upgrade(self) -> None:
-        if self._self_upgrade is None or self.candidate is not None or self.retiring:
-            return
-        published, path = self._self_upgrade
-        self._self_upgrade = None
-        children = [c for c in self._live()]
-        handoff = {"children": [c.handoff(self.channel.offset(c.pid)) for c in children],
-                   "failures": self.failures, "init_done": self._init_done,
-                   "from_version": watcher.__version__}
-        for child in children:
-            if child.watch is not None:
-                child.watch.close()
-        self.self_store.set_current(published.version, None)
-        try:
-            selfupgrade.exec_new(self.channel, path, handoff, published.version)
-        except OSError as exc:
-            log.error("upgrade.watcher_exec_failed", version=published.version, error=str(exc))
-            self.self_store.mark_failed(published.version)
-            for child in children:
-                child.watch = process.ExitWatch(child.pid, self._child_exited)
+    # --- what the supervisor reports ----------------------------------------------------------
 
-    def _adopt(self) -> None:
-        """After a self-upgrade: take back the processes the previous watcher image started."""
-        handoff = selfupgrade.read_handoff(self.channel)
-        if handoff is None:
+    def launch(self, version: str) -> Verified:
+        """A verified, sealed copy of installed `version` to start (re-verified every time)."""
+        return self.store.load(version)
+
+    def candidate_failed(self, version: str | None, why: str) -> None:
+        if version is None:
             return
-        self._init_done = bool(handoff.get("init_done", True))
-        now = time.monotonic()
-        for item in handoff.get("children", []):
-            pid = int(item["pid"])
-            alive = process.is_our_child(pid)
-            if alive is False:
-                log.warning("watcher.adopt_skipped", pid=pid, why="not a child of this process")
-                continue
-            child = Child(pid=pid, artifact=item.get("artifact"), role=Role(item["role"]),
-                          state=ProcState(item["state"]), purpose=Purpose(item.get("purpose", "start")),
-                          spawned_at=now, version=item.get("version"),
-                          started=bool(item.get("started")), ready=bool(item.get("ready")),
-                          heartbeat_seen_at=now)
-            self.channel.set_offset(pid, int(item.get("offset", 0)))
-            if child.role == Role.CURRENT:
-                self.current = child
-            elif child.role == Role.CANDIDATE:
-                self.candidate = child
-            else:
-                self.retiring.append(child)
-            if alive is True:
-                child.watch = process.ExitWatch(pid, self._child_exited)
-            else:
-                self._exits.append((pid, int(alive)))
-            log.info("watcher.adopted", pid=pid, role=child.role.value, version=child.version)
-        if self.current is not None:
-            self._to(self.current.state, "adopted after self-upgrade", pid=self.current.pid)
-        log.info("upgrade.watcher_completed", version=watcher.__version__,
-                 from_version=handoff.get("from_version"))
+        self.store.mark_failed(version)
+        if self.pending == version:
+            self.pending = None
+        log.warning("upgrade.rolled_back", version=version, to=self._running or "image", why=why,
+                    note="not tried again until another version is published")
+
+    def promoted(self, new: str | None, old: str | None) -> None:
+        """An upgraded process took over: it is what the slot starts from now on."""
+        if new is not None:
+            self.store.set_current(new, old)
+            self.artifact = new
+            self.pending = None
+
+    def roll_back(self, why: str) -> None:
+        """The installed version keeps failing (or fails verification): back to the previous one,
+        or to the image's own."""
+        bad = self.artifact
+        if bad is None:
+            return
+        self.store.mark_failed(bad)
+        previous = self.store.installed()["previous"]
+        if previous and (previous in self.store.failed() or not self.store.artifact(previous).exists()):
+            previous = None
+        if previous:
+            self.store.set_current(previous, None)
+        else:
+            self.store.clear_current()
+        self.artifact = previous
+        log.warning("upgrade.rolled_back", version=bad, to=previous or "image", why=why)
+
+    def resumed(self, died: str | None, back: str | None, back_version: str | None) -> None:
+        """The new version died while the old one drained; the old one is current again."""
+        if died is None or died == back:
+            return
+        self.store.mark_failed(died)
+        if back is None:
+            self.store.clear_current()
+        else:
+            self.store.set_current(back, None)
+        self.artifact = back
+        log.warning("upgrade.rolled_back", version=died, to=back_version,
+                    why="the new version died while the old one was draining")

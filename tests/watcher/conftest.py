@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from devstack import publish
 from tests.support import REPO, Manager, Process, delegate_env, wait_until
 
 
@@ -37,7 +38,7 @@ class WatcherProc(Process):
     def current_pid(self, timeout: float = 20.0) -> int:
         """The pid of the delegate that last became ready as the current one."""
         event = self.wait_event("delegate.state", to="RUNNING", timeout=timeout)
-        return int(event["pid"])
+        return int(event["delegate_pid"])
 
     def running_events(self) -> list[dict[str, Any]]:
         return self.find("delegate.state", to="RUNNING")
@@ -70,6 +71,8 @@ def watcher_env(manager: Manager, work_dir: Path, **extra: str) -> dict[str, str
         WATCHER_UPGRADE_CHECK_INTERVAL_S="0.5",
         WATCHER_UPGRADE_CHECK_JITTER_S="0",
         WATCHER_DELEGATE_COMMAND=f"{sys.executable} -m delegate",
+        # the manager's development signing key (devstack publish signs with it)
+        WATCHER_TRUSTED_KEYS=publish.public_key_b64(publish.dev_key(manager.data_dir)),
     )
     env.update(extra)
     return env
@@ -90,6 +93,7 @@ def watchers(manager: Manager, tmp_path: Path) -> Iterator[Callable[..., Watcher
 
     yield start
     for proc in started:
+        assert not proc.find("watcher.illegal_transition"), "a state change outside the table"
         pids = proc.delegate_pids()
         proc.stop(timeout=20)
         for pid in pids + proc.delegate_pids():

@@ -28,7 +28,7 @@ def test_sigterm_under_load_drains_unregisters_and_exits_0(manager: Manager, wat
     w.send(signal.SIGTERM)
     assert w.wait(timeout=40) == 0
     assert [manager.task(t)["status"] for t in ids] == ["SUCCEEDED"] * 8
-    assert w.wait_event("delegate.exited", pid=pid)["exit_code"] == 0
+    assert w.wait_event("delegate.exited", delegate_pid=pid)["exit_code"] == 0
     assert not pid_alive(pid)
     wait_until(lambda: (manager.delegate(delegateId=delegate_id) or {}).get("status") == "DISCONNECTED", 10,
                "unregistered")

@@ -22,10 +22,10 @@ def test_sigkilled_delegate_is_back_and_registered_within_5s(manager: Manager, w
     os.kill(first, signal.SIGKILL)
     # the watcher sees the exit, restarts at once, and the new process registers (delegate-ready)
     back = w.wait_event("delegate.ready", timeout=5.0,
-                        pid=wait_until(lambda: next((p for p in w.delegate_pids() if p != first), None),
+                        delegate_pid=wait_until(lambda: next((p for p in w.delegate_pids() if p != first), None),
                                        5.0, "a new delegate process"))
     assert back["role"] == "current"
-    exited = w.wait_event("delegate.exited", pid=first)
+    exited = w.wait_event("delegate.exited", delegate_pid=first)
     assert exited["exit_code"] == -signal.SIGKILL
     assert not pid_alive(first)
     assert w.alive()
@@ -37,10 +37,10 @@ def test_sigstopped_delegate_is_replaced_after_the_heartbeat_timeout(manager: Ma
     w = watchers(WATCHER_HEARTBEAT_TIMEOUT_S="3")
     first = w.current_pid()
     os.kill(first, signal.SIGSTOP)
-    hung = w.wait_event("delegate.hung", timeout=15, pid=first)
+    hung = w.wait_event("delegate.hung", timeout=15, delegate_pid=first)
     assert "no heartbeat" in hung["why"]
-    w.wait_event("delegate.exited", pid=first)
-    new_pid = wait_until(lambda: next((e["pid"] for e in w.find("delegate.ready") if e["pid"] != first),
+    w.wait_event("delegate.exited", delegate_pid=first)
+    new_pid = wait_until(lambda: next((e["delegate_pid"] for e in w.find("delegate.ready") if e["delegate_pid"] != first),
                                       None), 15, "a replacement to be ready")
     assert pid_alive(new_pid) and not pid_alive(first)
     wait_registered(manager)
@@ -85,8 +85,8 @@ def test_watcher_writes_its_heartbeat_and_a_delegate_without_watcher_says_so(
 def test_memory_limit_restarts_gracefully(manager: Manager, watchers: Start) -> None:
     w = watchers(WATCHER_DELEGATE_MEMORY_LIMIT_MIB="1")  # any delegate is bigger than 1 MiB
     first = w.current_pid()
-    w.wait_event("delegate.memory_exceeded", timeout=20, pid=first)
+    w.wait_event("delegate.memory_exceeded", timeout=20, delegate_pid=first)
     replaced = w.wait_event("delegate.replaced", timeout=20)
     assert replaced["old_pid"] == first
-    exited = w.wait_event("delegate.exited", timeout=20, pid=first)
+    exited = w.wait_event("delegate.exited", timeout=20, delegate_pid=first)
     assert exited["exit_code"] == 0 and exited["killed_for"] is None

@@ -66,7 +66,7 @@ def test_publish_under_load_every_task_completes_exactly_once(manager: Manager, 
     assert completed["old_pid"] == old_pid and completed["version"] == "2.0.0"
     feeder.join(timeout=60)
     assert len(ids) == 200
-    retired = w.wait_event("delegate.exited", timeout=40, pid=old_pid)
+    retired = w.wait_event("delegate.exited", timeout=40, delegate_pid=old_pid)
     assert retired["exit_code"] == 0
     finals = {t: manager.wait_task(t, timeout=60)["status"] for t in ids}
     assert Counter(finals.values()) == Counter({"SUCCEEDED": 200})
@@ -133,15 +133,15 @@ def test_watcher_upgrades_itself_without_touching_the_delegate(manager: Manager,
     w.wait_event("upgrade.watcher_completed", timeout=30, version="2.0.0")
     assert w.alive()  # same process (exec), still the container's entrypoint
     assert pid_alive(pid) and w.delegate_pids() == [pid]
-    assert w.find("watcher.adopted", pid=pid)
+    assert w.find("watcher.adopted", delegate_pid=pid)
     state = json.loads((w.work_dir / "msg" / "data" / "watcher.json").read_text())
     assert state["pid"] == w.pid
     wait_until(lambda: json.loads((w.work_dir / "msg" / "data" / "watcher.json").read_text())
                ["version"] == "2.0.0", 10, "the new watcher's heartbeat")
     # the new watcher supervises the adopted delegate: a crash is healed
     os.kill(pid, 9)
-    w.wait_event("delegate.exited", timeout=10, pid=pid)
-    wait_until(lambda: [e for e in w.find("delegate.ready") if e["pid"] != pid], 15, "restart")
+    w.wait_event("delegate.exited", timeout=10, delegate_pid=pid)
+    wait_until(lambda: [e for e in w.find("delegate.ready") if e["delegate_pid"] != pid], 15, "restart")
 
 
 @pytest.mark.timeout(60)
