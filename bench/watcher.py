@@ -27,8 +27,46 @@ def run() -> str:
             return _measure(manager, base)
 
 
+_IMPORTS = "import watcher.supervisor, watcher.fetch, urllib.request"
+_RSS = ("import re; print(int(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read())[1]) / 1024)")
+
+
+def _rss_with(extra: str) -> float:
+    import subprocess
+    code = f"{_IMPORTS}{extra}; {_RSS}"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                          timeout=60, check=True)
+    return float(done.stdout.strip())
+
+
+def _crypto_rows(work: Path) -> list[tuple[str, str, str]]:
+    """Why signatures are checked in a short-lived process: what `cryptography` would add, and what
+    a check costs at each start of an installed version."""
+    from watcher import trust
+    from watcher.upgrade import Store
+    plain = median([_rss_with("") for _ in range(3)])
+    loaded = median([_rss_with("; from cryptography.hazmat.primitives.asymmetric import ed25519")
+                     for _ in range(3)])
+    rows = [("watcher modules in a bare interpreter (MiB)", f"{plain:.1f}", "floor, same run"),
+            ("... plus cryptography's Ed25519 in-process (MiB)", f"{loaded:.1f}",
+             f"+{loaded - plain:.1f} MiB, x{loaded / plain:.2f}: why the check is a subprocess")]
+    store = Store(work / "versions", "delegate", trust.parse_keys(
+        (work / "trusted.txt").read_text()))
+    installed = store.installed()["current"]
+    if installed:
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            store.load(installed).close()
+            times.append(time.perf_counter() - t0)
+        rows.append(("verify an installed version before a start (ms, median)",
+                     f"{median(times) * 1000:.0f}", "read, sha256, sealed copy, Ed25519 subprocess"))
+    return rows
+
+
 def _watcher(manager: Manager, work: Path, **extra: str) -> Process:
     work.mkdir(parents=True, exist_ok=True)
+    (work / "trusted.txt").write_text(publish.public_key_b64(publish.dev_key(manager.data_dir)))
     env = delegate_env(manager, work, DELEGATE_HEARTBEAT_INTERVAL_S="5",
                        WATCHER_HEARTBEAT_INTERVAL_S="1", WATCHER_HEARTBEAT_TIMEOUT_S=f"{HANG_TIMEOUT_S:g}",
                        WATCHER_DELEGATE_COMMAND=f"{sys.executable} -m delegate",
@@ -111,7 +149,8 @@ def _measure(manager: Manager, base: Path) -> str:
         rows.append(("upgrade: longest submit-to-acquire wait (s)", f"{max(waits):.2f}",
                      f"median {median(waits):.3f} s"))
         rows.append(("watcher RSS after an upgrade (MiB)", f"{rss_mib(w.pid):.1f}",
-                     "urllib loaded for the download"))
+                     "urllib loaded for the download; signatures checked in a subprocess"))
+        rows.extend(_crypto_rows(base / "w1"))
     finally:
         w.stop(timeout=30)
     return table("watcher (issue 6)", rows)

@@ -22,7 +22,11 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 
 class FetchError(Exception):
-    """A read failed; the message names the (redacted) URL."""
+    """A read failed; the message names the (redacted) URL. `status`: the HTTP status, if any."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def redact(url: str) -> str:
@@ -107,7 +111,7 @@ def _read(url: str, dest: Path | None, max_bytes: int, timeout_s: float,
         message = str(exc)
         if (password := urlsplit(url).password) is not None:
             message = message.replace(password, "***")
-        raise FetchError(f"cannot read {redact(url)}: {message}") from None
+        raise FetchError(f"cannot read {redact(url)}: {message}", getattr(exc, "code", None)) from None
     finally:
         if out is not None:
             out.close()

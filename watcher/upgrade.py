@@ -178,6 +178,12 @@ class Store:
         sig_tmp = dest.with_name(f".{dest.name}.{tag}.sig.part")
         try:
             await fetch.fetch(url + trust.SIG_SUFFIX, timeout_s, trust.MAX_SIG_BYTES, sig_tmp)
+        except fetch.FetchError as exc:
+            if exc.status == 404:
+                raise Refused(f"{self.kind} {published.version}: unsigned: there is no signature "
+                              f"file ({exc})") from None
+            raise UpgradeError(str(exc)) from None
+        try:
             await fetch.fetch(url, timeout_s, MAX_ARTIFACT_BYTES, tmp)
             data = tmp.read_bytes()
         except fetch.FetchError as exc:

@@ -40,6 +40,14 @@ class WatcherProc(Process):
         event = self.wait_event("delegate.state", to="RUNNING", timeout=timeout)
         return int(event["delegate_pid"])
 
+    def upgrade_checks(self) -> int:
+        """Delegate upgrade checks the watcher has completed (its heartbeat file says)."""
+        try:
+            state = json.loads((self.work_dir / "msg" / "data" / "watcher.json").read_text())
+        except (OSError, ValueError):
+            return 0
+        return int(state.get("upgradeChecks", {}).get("delegate", 0))
+
     def running_events(self) -> list[dict[str, Any]]:
         return self.find("delegate.state", to="RUNNING")
 

@@ -21,9 +21,9 @@ def test_sigkilled_delegate_is_back_and_registered_within_5s(manager: Manager, w
     wait_registered(manager)
     os.kill(first, signal.SIGKILL)
     # the watcher sees the exit, restarts at once, and the new process registers (delegate-ready)
-    back = w.wait_event("delegate.ready", timeout=5.0,
-                        delegate_pid=wait_until(lambda: next((p for p in w.delegate_pids() if p != first), None),
-                                       5.0, "a new delegate process"))
+    new_pid = wait_until(lambda: next((p for p in w.delegate_pids() if p != first), None), 5.0,
+                         "a new delegate process")
+    back = w.wait_event("delegate.ready", timeout=5.0, delegate_pid=new_pid)
     assert back["role"] == "current"
     exited = w.wait_event("delegate.exited", delegate_pid=first)
     assert exited["exit_code"] == -signal.SIGKILL
@@ -40,8 +40,8 @@ def test_sigstopped_delegate_is_replaced_after_the_heartbeat_timeout(manager: Ma
     hung = w.wait_event("delegate.hung", timeout=15, delegate_pid=first)
     assert "no heartbeat" in hung["why"]
     w.wait_event("delegate.exited", delegate_pid=first)
-    new_pid = wait_until(lambda: next((e["delegate_pid"] for e in w.find("delegate.ready") if e["delegate_pid"] != first),
-                                      None), 15, "a replacement to be ready")
+    new_pid = wait_until(lambda: next((e["delegate_pid"] for e in w.find("delegate.ready")
+                                       if e["delegate_pid"] != first), None), 15, "a replacement to be ready")
     assert pid_alive(new_pid) and not pid_alive(first)
     wait_registered(manager)
 

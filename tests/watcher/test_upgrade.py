@@ -113,7 +113,8 @@ def test_a_new_version_that_fails_to_start_is_rolled_back(manager: Manager, watc
     # the old one keeps working, and 3.0.0 is not tried again
     task = manager.submit("SHELL_SCRIPT", {"script": "echo after rollback"})
     assert manager.wait_task(task)["status"] == "SUCCEEDED"
-    time.sleep(2)  # several more checks pass
+    checks = w.upgrade_checks()
+    wait_until(lambda: w.upgrade_checks() >= checks + 3, 20, "three more upgrade checks")
     assert len(w.find("upgrade.starting")) == 1
     assert pid_alive(pid) and w.delegate_pids() == [pid]
     wait_registered(manager, version="1.0.0")
