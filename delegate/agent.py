@@ -65,10 +65,11 @@ class ExitCode(enum.IntEnum):
 class Agent:
     """Builds its parts bottom-up, each given what it needs; none calls back into a later one."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, registration: Registration | None = None) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.registration = Registration()  # who this delegate is, once the manager confirms it
+        #: who this delegate is, once the manager confirms it (the instance id is made up front)
+        self.registration = registration or Registration()
         self.instance_id = self.registration.instance_id
         self.liveness = Liveness(self.registration, self.metrics, settings.delegate_heartbeat_stale_s)
         tokens = TokenProvider(

@@ -11,8 +11,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from delegate import config, log
+from delegate import __version__, config, log
 from delegate.errors import ConfigError
+from delegate.identity import Registration
 
 #: set by the watcher (or by a first run) so that INIT_SCRIPT runs once per container
 INIT_DONE_ENV = "HARNESS_INIT_SCRIPT_DONE"
@@ -41,7 +42,10 @@ def run() -> int:
     except ConfigError as exc:
         print(f"harness-delegate: {exc}", file=sys.stderr)
         return config.EXIT_CONFIG
-    log.configure(settings.log_level, settings.log_format.value, stream=sys.stdout)
+    registration = Registration()
+    log.configure(settings.log_level, settings.log_format.value, stream=sys.stdout,
+                  context={"pid": os.getpid(), "version": __version__,
+                           "instance_id": registration.instance_id})
     for secret in (settings.token_hex, settings.proxy_url):
         log.register_secret(secret)
     if settings.proxy_password is not None:
@@ -55,7 +59,7 @@ def run() -> int:
         os.environ[INIT_DONE_ENV] = "1"
         if code != 0:
             log.get("delegate.cli").warning("init_script.failed", exit_code=code)
-    return int(asyncio.run(Agent(settings).run()))
+    return int(asyncio.run(Agent(settings, registration).run()))
 
 
 async def _init_script(script: str) -> int | None:

@@ -102,9 +102,12 @@ class ManagerClient:
                 f"{endpoint}: manager at {self._base} unreachable ({type(exc).__name__}: {exc})"
             ) from exc
         envelope = self._decode(endpoint, status, text)
+        hint = "" if envelope is not None else (
+            f" (the answer is not a manager's JSON envelope: check that MANAGER_HOST_AND_PORT="
+            f"{self._base} is the Harness manager, not a proxy, load balancer page or other service)")
         if status == 429 or status >= 500:
             raise ManagerUnavailable(
-                f"{endpoint}: manager answered {status} {self._message(envelope)}",
+                f"{endpoint}: manager answered {status} {self._message(envelope)}{hint}",
                 retry_after_s=_float_or_none(retry_after),
             )
         if status >= 400:
@@ -116,7 +119,7 @@ class ManagerClient:
                     status,
                     code,
                 )
-            raise ManagerRejected(f"{endpoint}: {status} {code}: {message}", status, code)
+            raise ManagerRejected(f"{endpoint}: {status} {code}: {message}{hint}", status, code)
         if envelope is None:
             raise ProtocolViolation(f"{endpoint}: answer {status} is not a JSON envelope")
         return envelope

@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
@@ -34,15 +35,17 @@ from pydantic_settings import (
 from delegate.errors import ConfigError
 from protocol.auth import InvalidDelegateToken, normalize_token
 
+_NO_TOKEN = "DELEGATE_TOKEN (or ACCOUNT_SECRET) is required: 32 hex characters"  # noqa: S105
 #: exit code for "bad configuration: do not restart me until someone changes the environment"
 EXIT_CONFIG = 3
 
 
-class DeployMode(enum.StrEnum):
-    AWS = "AWS"
-    ONPREM = "ONPREM"
-    KUBERNETES = "KUBERNETES"
-    KUBERNETES_ONPREM = "KUBERNETES_ONPREM"
+class DelegateType(enum.StrEnum):
+    """What this delegate registers as. ECS: a sequence number and token shared through
+    `delegate_sequence_config`, and keep-alives; SHELL_SCRIPT: identified by its host name."""
+
+    ECS = "ECS"
+    SHELL_SCRIPT = "SHELL_SCRIPT"
 
 
 class LogFormat(enum.StrEnum):
@@ -73,10 +76,9 @@ class Settings(BaseSettings):
     delegate_group_name: str | None = None
     delegate_group_id: str | None = None
     delegate_profile: str | None = None
-    delegate_type: str = "ECS"
+    delegate_type: DelegateType = DelegateType.ECS
     delegate_tags: Annotated[list[str], NoDecode] = Field(default_factory=list)
     delegate_description: str | None = None
-    deploy_mode: DeployMode = DeployMode.KUBERNETES
     hostname: str = Field(
         default_factory=socket.gethostname,
         validation_alias=AliasChoices("DELEGATE_HOSTNAME", "HOSTNAME"),
@@ -117,7 +119,6 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="/health turns 503 after this long without an ack"
     )
     delegate_request_timeout_s: float = Field(default=15.0, gt=0)
-    delegate_reconnect_max_s: float = Field(default=30.0, gt=0)
     delegate_shutdown_budget_s: float = Field(default=4.0, gt=0)
     delegate_profile_interval_s: float = Field(default=180.0, gt=0)
     # --- set by the watcher for the process it starts (docs/watcher.md); unset without a watcher ---
@@ -163,15 +164,15 @@ class Settings(BaseSettings):
         except InvalidDelegateToken as exc:
             raise ValueError(str(exc)) from None
 
-    @field_validator("delegate_type")
+    @field_validator("delegate_type", mode="before")
     @classmethod
-    def _upper(cls, value: str) -> str:
-        return value.strip().upper()
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _need_a_token(self) -> Settings:
         if self.account_secret is None and self.delegate_token is None:
-            raise ValueError("DELEGATE_TOKEN (or ACCOUNT_SECRET) is required: 32 hex characters")
+            raise ValueError(_NO_TOKEN)
         return self
 
     # --- derived -------------------------------------------------------------------------------
@@ -185,7 +186,7 @@ class Settings(BaseSettings):
 
     @property
     def is_ecs(self) -> bool:
-        return self.delegate_type == "ECS"
+        return self.delegate_type == DelegateType.ECS
 
     @property
     def api_base(self) -> str:
@@ -221,7 +222,20 @@ class Settings(BaseSettings):
         return self.delegate_work_dir / "delegate_sequence_config"
 
 
+#: fields whose values never appear in a message, not even when they are wrong
 _SECRET_FIELDS = {"delegate_token", "account_secret", "proxy_password", "https_proxy"}
+
+
+class _GivenEnvironment(EnvSettingsSource):
+    """pydantic-settings' environment source, over the mapping `load()` was given rather than
+    `os.environ` (so tests pass their own), with the library's own name matching and parsing."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._given = dict(environ)
+        super().__init__(Settings)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {key.lower(): value for key, value in self._given.items()}
 
 
 def _env_name(field: str) -> str:
@@ -232,30 +246,40 @@ def _env_name(field: str) -> str:
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from `environ` (default: the process environment) or raise ConfigError."""
-    env = dict(os.environ if environ is None else environ)
-    # Variables match fields case-insensitively (ACCOUNT_ID -> account_id); aliased fields
-    # (HOSTNAME, NO_PROXY, ...) match their alias as written. Unknown variables are ignored.
-    values: dict[str, Any] = {key.lower(): value for key, value in env.items()}
-    values.update(env)
+    values = _GivenEnvironment(os.environ if environ is None else environ)()
     try:
         return Settings(**values)
     except ValidationError as exc:
-        raise ConfigError(describe(exc)) from None
+        missing_token = not any(_token_given(values.get(k)) for k in ("delegate_token",
+                                                                      "account_secret"))
+        raise ConfigError(describe(exc, missing_token=missing_token)) from None
 
 
-def describe(exc: ValidationError) -> str:
-    """One message naming every bad variable and the form it expects, with no values echoed."""
+def _token_given(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def describe(exc: ValidationError, *, missing_token: bool = False) -> str:
+    """One message naming every bad variable, the form it expects and, unless it is a secret,
+    the value it was given. A missing token is named even when other fields failed first (its
+    rule is model-level, which pydantic runs only once every field is valid)."""
     problems: list[str] = []
-    for error in exc.errors(include_input=False, include_url=False):
+    for error in exc.errors(include_url=False):
         loc = [str(part) for part in error.get("loc", ())]
         field = loc[0] if loc else ""
-        msg = str(error.get("msg", "invalid"))
-        msg = msg.removeprefix("Value error, ")
+        msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         if error.get("type") == "missing":
             msg = "is required but not set"
+        elif error.get("type") == "bool_parsing":
+            msg = "expected true or false"
+        quotable = field and field not in _SECRET_FIELDS and isinstance(error.get("input"), str)
+        if error.get("type") != "missing" and quotable:
+            msg = f"{msg} (got {str(error['input'])[:60]!r})"
         if not field:  # model-level rule
-            problems.append(msg)
+            if msg not in problems:
+                problems.append(msg)
             continue
         problems.append(f"{_env_name(field)}: {msg}")
-
+    if missing_token and _NO_TOKEN not in problems:
+        problems.append(_NO_TOKEN)
     return "invalid delegate configuration: " + "; ".join(problems)

@@ -29,7 +29,7 @@ _log = log.get("delegate.registration")
 #: so that the watcher (or ECS) starts a fresh process
 REGISTER_POLICY = retry.RetryPolicy(
     initial_s=0.25, max_backoff_s=10.0, max_attempts=None, max_total_s=900.0,
-    retry_on=(TransientError, AuthRejected, ManagerRejected),
+    retry_on=(TransientError, AuthRejected, ManagerRejected), logged_by_caller=(AuthRejected,),
 )
 
 

@@ -1,8 +1,11 @@
-"""The one retry policy (tenacity), used for every call the delegate retries.
+"""The one retry policy (tenacity), used for every backoff in the delegate.
 
-It retries only `TransientError`s (never a wrong token or a malformed task), caps attempts *and*
-total time, backs off exponentially with full jitter, honours a server's `Retry-After`, and logs
-each retry as one `retry.scheduled` event.
+Each `RetryPolicy` names what it retries on (by default `TransientError`s only: never a malformed
+task), must cap attempts or total time (or both), backs off exponentially with full jitter, honours a
+server's `Retry-After`, and logs each retry as one `retry.scheduled` event. The users: registration
+(`registration.py`), the stream's reconnect (`stream.py`), task acquire/report (`tasks/runner.py`),
+result sending (`tasks/spool.py`), a task log's final flush (`tasks/logship.py`), and the ECS task
+types' AWS calls (`ecs/aws.py`).
 """
 
 from __future__ import annotations
@@ -31,13 +34,16 @@ _log = log.get("delegate.retry")
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard to try. `max_attempts=None` / `max_total_s=None` mean "until cancelled"."""
+    """How hard to try. One of `max_attempts` / `max_total_s` may be None (no cap of that kind),
+    never both: `call()` refuses a policy that would retry for ever."""
 
     initial_s: float = 0.2
     max_backoff_s: float = 10.0
     max_attempts: int | None = 5
     max_total_s: float | None = 60.0
     retry_on: tuple[type[BaseException], ...] = (TransientError,)
+    #: errors the caller logs itself (each once): no `retry.scheduled` line repeats them
+    logged_by_caller: tuple[type[BaseException], ...] = ()
 
     def backoff(self, attempt: int) -> float:
         """Full jitter: uniform(0, min(cap, initial * 2**(attempt-1))), never below a floor."""
@@ -59,9 +65,11 @@ def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
     return wait
 
 
-def _log_retry(what: str) -> Callable[[RetryCallState], None]:
+def _log_retry(what: str, policy: RetryPolicy) -> Callable[[RetryCallState], None]:
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, policy.logged_by_caller):
+            return
         _log.warning(
             "retry.scheduled",
             what=what,
@@ -76,6 +84,8 @@ def _log_retry(what: str) -> Callable[[RetryCallState], None]:
 
 async def call(what: str, fn: Callable[[], Awaitable[T]], policy: RetryPolicy) -> T:
     """Run `fn` under `policy`; re-raise the last error when the policy gives up."""
+    if policy.max_attempts is None and policy.max_total_s is None:
+        raise ValueError(f"retry policy for {what} has no cap on attempts or time")
     stop: stop_base = stop_never
     if policy.max_attempts is not None:
         stop = stop_after_attempt(policy.max_attempts)
@@ -85,7 +95,7 @@ async def call(what: str, fn: Callable[[], Awaitable[T]], policy: RetryPolicy) -
         retry=retry_if_exception_type(policy.retry_on),
         wait=_wait(policy),
         stop=stop,
-        before_sleep=_log_retry(what),
+        before_sleep=_log_retry(what, policy),
         reraise=True,
     ):
         with attempt:
@@ -93,7 +103,5 @@ async def call(what: str, fn: Callable[[], Awaitable[T]], policy: RetryPolicy) -
     raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
 
-#: register/reconnect: keep trying as long as the process lives, capped backoff
-FOREVER = RetryPolicy(initial_s=0.25, max_backoff_s=30.0, max_attempts=None, max_total_s=None)
 #: ordinary calls (acquire, logs): a few quick tries
 QUICK = RetryPolicy(initial_s=0.1, max_backoff_s=2.0, max_attempts=4, max_total_s=15.0)

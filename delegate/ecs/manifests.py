@@ -121,5 +121,25 @@ def contains(actual: Any, desired: Any) -> bool:
     return bool(actual == desired)
 
 
+def same_task_definition(latest: dict[str, Any], params: dict[str, Any]) -> bool:
+    """Is the family's `latest` revision what registering `params` would make? AWS echoes a revision
+    with defaults added and each container's environment in its own order; tags are not part of a
+    revision. (The delegate's deploys and `harness-delegate install-ecs` both ask this.)"""
+    if latest.get("status", "ACTIVE") != "ACTIVE":
+        return False
+    wanted = {k: v for k, v in params.items() if k != "tags"}
+    return contains(_env_sorted(latest), _env_sorted(wanted))
+
+
+def _env_sorted(definition: dict[str, Any]) -> dict[str, Any]:
+    containers = definition.get("containerDefinitions")
+    if not isinstance(containers, list):
+        return definition
+    return {**definition, "containerDefinitions": [
+        {**c, "environment": sorted(c["environment"], key=lambda e: str(e.get("name")))}
+        if isinstance(c, dict) and isinstance(c.get("environment"), list) else c
+        for c in containers]}
+
+
 def dump(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True)

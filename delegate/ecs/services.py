@@ -25,9 +25,7 @@ async def register_task_definition(aws: Aws, params: dict[str, Any], log: TaskLo
         if exc.code not in ("ClientException", "InvalidParameterException"):
             raise
         latest = None
-    comparable = {k: v for k, v in params.items() if k != "tags"}
-    if latest is not None and latest.get("status", "ACTIVE") == "ACTIVE" \
-            and manifests.contains(latest, comparable):
+    if latest is not None and manifests.same_task_definition(latest, params):
         arn = str(latest["taskDefinitionArn"])
         log.info(f"task definition unchanged: reusing {arn}")
         return arn, False

@@ -13,16 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from delegate.ecs.manifests import same_task_definition
 from protocol.taskspec import FAMILY, SpecError
 
 Progress = Callable[[str], None]
-
-#: keys of a RegisterTaskDefinition request that describe_task_definition echoes back
-_COMPARED = ("family", "networkMode", "requiresCompatibilities", "cpu", "memory",
-             "executionRoleArn", "taskRoleArn")
-_CONTAINER_KEYS = ("name", "image", "cpu", "memory", "memoryReservation", "essential", "hostname",
-                   "portMappings", "environment", "healthCheck", "stopTimeout", "logConfiguration")
-
 
 class InstallError(Exception):
     """An install step failed; the message says which, with what, and what to do."""
@@ -46,42 +40,6 @@ class Outcome:
     registered: bool  # False: the current revision already matched
     service_action: str  # "created", "updated" or "unchanged"
     running_count: int
-
-
-def _norm_container(c: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {k: c.get(k) for k in _CONTAINER_KEYS if c.get(k) not in (None, [], {})}
-    if "environment" in out:
-        out["environment"] = sorted((e["name"], e["value"]) for e in out["environment"])
-    if "portMappings" in out:
-        out["portMappings"] = [{k: v for k, v in p.items() if k in ("containerPort", "hostPort",
-                                                                   "protocol")}
-                               for p in out["portMappings"]]
-    if "healthCheck" in out:
-        out["healthCheck"] = {k: out["healthCheck"].get(k)
-                              for k in ("command", "interval", "timeout", "retries", "startPeriod")}
-    if "logConfiguration" in out:  # AWS echoes extras such as "secretOptions": []
-        log = out["logConfiguration"]
-        out["logConfiguration"] = {"logDriver": log.get("logDriver"), "options": log.get("options")}
-    if out.get("cpu") == 0:
-        out.pop("cpu")
-    return out
-
-
-def same_definition(spec: dict[str, Any], current: dict[str, Any]) -> bool:
-    """True if the registered revision `current` is what `spec` would register."""
-    for key in _COMPARED:
-        want, have = spec.get(key), current.get(key)
-        if key == "networkMode" and want in (None, "bridge") and have in (None, "bridge"):
-            continue
-        if key == "requiresCompatibilities":
-            want, have = sorted(want or []), sorted(have or [])
-        if want != have and not (want is None and key in ("executionRoleArn", "taskRoleArn")
-                                 and have is None):
-            return False
-    mine = [_norm_container(c) for c in spec.get("containerDefinitions", [])]
-    theirs = [_norm_container(c) for c in current.get("containerDefinitions", [])]
-    return sorted(mine, key=lambda c: str(c.get("name"))) == sorted(
-        theirs, key=lambda c: str(c.get("name")))
 
 
 class EcsInstaller:
@@ -127,7 +85,7 @@ class EcsInstaller:
             current = self.ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
         except ClientError:
             current = None
-        if current is not None and current.get("status") == "ACTIVE" and same_definition(spec, current):
+        if current is not None and same_task_definition(current, spec):
             arn = str(current["taskDefinitionArn"])
             self.progress(f"task definition {family}:{current['revision']} is current: not registered again")
             return arn, False

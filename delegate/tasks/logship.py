@@ -12,13 +12,17 @@ import collections
 import contextlib
 import time
 
-from delegate import log
+from delegate import log, retry
 from delegate.client import ManagerClient
-from delegate.errors import DelegateError, ManagerRejected
+from delegate.errors import DelegateError, ManagerRejected, TransientError
 from delegate.tasks.registry import TaskLog
 from protocol import wire
 
 _log = log.get("delegate.tasks.logship")
+
+
+class _NotYet(TransientError):
+    """The manager could not take the log lines now; the final flush tries again."""
 
 BATCH_LINES = 500
 FLUSH_EVERY_S = 0.2
@@ -103,6 +107,10 @@ class LogShipper(TaskLog):
                 self._pending.popleft()
         return True
 
+    async def _flush_or_raise(self) -> None:
+        if not await self._send_some():
+            raise _NotYet(f"task {self._task_id}: the manager did not take its log lines yet")
+
     async def close(self, budget_s: float = 5.0) -> list[wire.LogLine]:
         """Flush what is left within `budget_s`, stop the flusher; return lines still unsent
         (the runner spools them with the result, so they are not lost)."""
@@ -110,13 +118,11 @@ class LogShipper(TaskLog):
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
             self._flusher = None
-        deadline = time.monotonic() + budget_s
-        delay = 0.1
-        while self._pending and time.monotonic() < deadline:
-            if await self._send_some():
-                break
-            await asyncio.sleep(min(delay, max(deadline - time.monotonic(), 0)))
-            delay = min(delay * 2, 2.0)
+        policy = retry.RetryPolicy(initial_s=0.1, max_backoff_s=2.0, max_attempts=None,
+                                   max_total_s=budget_s, retry_on=(_NotYet,))
+        if self._pending:
+            with contextlib.suppress(_NotYet):
+                await retry.call("task.log_flush", self._flush_or_raise, policy)
         left = list(self._pending)
         self._pending.clear()
         return left

@@ -25,10 +25,13 @@ from protocol import wire
 _log = log.get("delegate.tasks.spool")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 
+#: one sending round; a result the manager could not take in it stays spooled and goes back in the
+#: queue after `PARK_S`, so an outage of any length loses nothing and never spins
 SEND_POLICY = retry.RetryPolicy(
-    initial_s=0.2, max_backoff_s=5.0, max_attempts=None, max_total_s=None,
+    initial_s=0.2, max_backoff_s=5.0, max_attempts=None, max_total_s=60.0,
     retry_on=(TransientError,),
 )
+PARK_S = 5.0
 
 
 class SpooledResult(wire.WireModel):
@@ -158,12 +161,20 @@ class ResultSender:
 
         try:
             await retry.call("task.result", attempt, SEND_POLICY)
+        except TransientError as exc:
+            _log.warning("task.result_deferred", task_id=task_id, error=str(exc), retry_in_s=PARK_S)
+            self._park(task_id)
+            return
         except ManagerRejected as exc:
             _log.warning("task.result_refused", task_id=task_id, error=str(exc))
         except PermanentError as exc:
             _log.error("task.result_refused", task_id=task_id, error=str(exc))
         await asyncio.to_thread(self._spool.remove, task_id)
         self.unsent.discard(task_id)
+
+    def _park(self, task_id: str) -> None:
+        """Back in the queue after a pause (still in `unsent`, so still reported as executing)."""
+        asyncio.get_running_loop().call_later(PARK_S, self._queue.put_nowait, task_id)
 
     async def wait_idle(self, timeout_s: float) -> bool:
         try:

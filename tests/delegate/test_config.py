@@ -76,6 +76,22 @@ def test_missing_token_is_named() -> None:
         config.load({"ACCOUNT_ID": "a", "MANAGER_HOST_AND_PORT": "http://m"})
 
 
+def test_an_empty_environment_names_every_variable_in_one_message() -> None:
+    with pytest.raises(ConfigError) as info:
+        config.load({})
+    for name in ("ACCOUNT_ID", "MANAGER_HOST_AND_PORT", "DELEGATE_TOKEN"):
+        assert name in str(info.value)
+
+
+def test_bad_plain_values_are_quoted_and_unknown_delegate_types_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        config.load({**BASE, "POLL_FOR_TASKS": "maybe", "DELEGATE_TYPE": "K8S"})
+    message = str(info.value)
+    assert "POLL_FOR_TASKS: expected true or false (got 'maybe')" in message
+    assert "DELEGATE_TYPE" in message and "'K8S'" in message and "SHELL_SCRIPT" in message
+    assert config.load({**BASE, "DELEGATE_TYPE": "shell_script"}).is_ecs is False
+
+
 @pytest.mark.timeout(30)
 def test_process_exits_3_with_one_message() -> None:
     secret = "s3cr3t-" + "a" * 30

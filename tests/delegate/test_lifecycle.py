@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,11 @@ def test_registers_and_shows_connected_in_its_group(manager: Manager, delegates:
     status, body = http_get(url.replace("/health", "/metrics"))
     assert status == 200 and "delegate_connected 1.0" in body
     assert "delegate_heartbeats_sent_total" in body
+    # every line says which process wrote it (the watcher and two delegates share one stdout)
+    stamps = {(e.get("pid"), e.get("version"), e.get("instance_id")) for e in proc.events}
+    assert len(stamps) == 1 and None not in next(iter(stamps)), stamps
+    assert next(iter(stamps))[0] == proc.pid
+    assert all(line.startswith("{") for line in proc.lines if line), proc.lines  # all JSON
 
 
 def test_polling_mode_registers_and_heartbeats(manager: Manager, delegates: Start) -> None:
@@ -61,6 +68,7 @@ def test_wrong_token_is_refused_clearly_and_backs_off(manager: Manager, delegate
     # backing off: a handful of attempts in ~4 s, not a spin
     assert 1 <= len(attempts) <= 4, len(attempts)
     assert "DELEGATE_TOKEN" in attempts[0]["error"]
+    assert not proc.find("retry.scheduled", what="register")  # each rejection logged once
     status, body = http_get(health_url(proc))
     assert status == 503 and "not registered" in body
     assert proc.alive()
@@ -175,3 +183,30 @@ def test_no_secret_in_any_output(manager: Manager, delegates: Start, tmp_path: P
             for secret in secrets:
                 assert secret not in line, f"{name} printed a secret: {line[:120]}"
             assert "Delegate ey" not in line, f"{name} printed a JWE: {line[:120]}"
+
+
+def test_a_url_that_is_not_a_manager_gets_a_hint(delegates: Start) -> None:
+    class NotAManager(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = b"<html><body>Internal Server Error</body></html>"
+            self.send_response(500)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotAManager)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        proc = delegates("d1", MANAGER_HOST_AND_PORT=url)
+        error = proc.wait_event("retry.scheduled", what="register")["error"]
+        assert "answered 500" in error and f"MANAGER_HOST_AND_PORT={url}" in error
+        assert "not a manager's JSON envelope" in error
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -131,7 +131,7 @@ def test_load_spec_explains_a_wrong_file() -> None:
 
 
 def test_an_unchanged_spec_is_recognised_in_what_aws_echoes_back() -> None:
-    from delegate.install.ecs_install import same_definition
+    from delegate.ecs.manifests import same_task_definition
 
     spec = taskspec.task_spec(inputs(awsvpc=True, aws_account_id="123456789012"))
     echoed = json.loads(json.dumps(spec))
@@ -140,6 +140,6 @@ def test_an_unchanged_spec_is_recognised_in_what_aws_echoes_back() -> None:
     container["environment"].reverse()
     container.update(mountPoints=[], volumesFrom=[], systemControls=[])
     container["logConfiguration"]["secretOptions"] = []
-    assert same_definition(spec, echoed)
+    assert same_task_definition(echoed, spec)
     container["image"] = "harness/delegate:2.0.0"
-    assert not same_definition(spec, echoed)
+    assert not same_task_definition(echoed, spec)
