@@ -6,6 +6,8 @@
 2. One deploy of the same change (a new image for a 2-task service) by the delegate (through the
    manager) and by fabfuel's `ecs-deploy` CLI (`scripts/tools`), against the same local ECS, side by
    side: wall time and AWS API calls, both counted by the local AWS itself.
+3. One deploy per strategy (ROLLING, BLUE_GREEN, LINEAR, CANARY), delegate and ecs-deploy side by
+   side: API calls, and the delay from ECS's SUCCESSFUL to the reported result (bench/ecs_strategies.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import boto3
 
+from bench import ecs_strategies
 from bench.common import table
 from devstack import ecs_demo
 from devstack.procs import REPO, Manager, Process, delegate_env, wait_until
@@ -41,6 +44,7 @@ def run() -> str:
             try:
                 rows = _concurrent(manager, delegate, aws)
                 rows += _side_by_side(manager, aws)
+                rows += ecs_strategies.rows(manager, aws, POLL_S)
             finally:
                 delegate.stop()
     return table("ECS deploys on the local ECS", rows)
