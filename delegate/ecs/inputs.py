@@ -67,6 +67,8 @@ class RollingDeployInput(EcsTaskInput):
     desired_count: int | None = Field(default=None, ge=0, alias="desiredCount")
     force_new_deployment: bool = Field(default=False, alias="forceNewDeployment")
     failed_tasks_limit: int = Field(default=10, ge=0, le=1000, alias="failedTasksLimit")
+    dry_run: bool = Field(default=False, alias="dryRun")
+    keep_revisions: int | None = Field(default=None, ge=1, le=1000, alias="keepRevisions")
     verify_after_completion_s: float | None = Field(default=None, ge=0, le=3600,
                                                     alias="verifyAfterCompletionS")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from delegate.ecs import failfast, manifests, scaling, servicedeploy, services
+from delegate.ecs import failfast, manifests, plan, scaling, servicedeploy, services
 from delegate.ecs.aws import Aws
 from delegate.ecs.inputs import PrepareRollbackInput, RollingDeployInput, RollingRollbackInput
 from delegate.ecs.watch import Deadline, Verdict, describe_service, event_ids, follow
@@ -35,7 +35,6 @@ def desired_on_update(data: RollingDeployInput, service: dict[str, Any]) -> int 
 
 async def deploy(ctx: TaskContext, data: RollingDeployInput) -> TaskOutcome:
     deadline = Deadline.after(ctx.timeout_s)
-    td = manifests.task_definition(data.task_definition)
     svc = manifests.service_definition(data.service_definition)
     cluster, name = data.infrastructure.cluster, svc["serviceName"]
     wanted = scaling.Scaling.from_manifests(
@@ -43,8 +42,14 @@ async def deploy(ctx: TaskContext, data: RollingDeployInput) -> TaskOutcome:
         manifests.load_list(data.scaling_policies, "scalingPolicies"), cluster, name)
     aws = Aws(data.infrastructure)
     ctx.log.info(f"rolling deploy of service {name} in cluster {cluster} ({aws.region})")
-    td_arn, registered = await services.register_task_definition(aws, td, ctx.log)
     current = await services.wait_not_draining(aws, cluster, name, deadline, ctx.log)
+    arn, registered, change = await plan.prepare(aws, data.task_definition, svc, current,
+                                                 desired_on_update(data, svc) if current else None,
+                                                 data.dry_run, ctx.log)
+    if data.dry_run or arn is None:
+        return TaskOutcome.ok(message="dry run: nothing was changed", dryRun=True, plan=change,
+                              serviceName=name, cluster=cluster, taskDefinitionArn=arn)
+    td_arn = arn
     found = scaling.Scaling()
     since = servicedeploy.now()
     if current is None:
@@ -74,6 +79,7 @@ async def deploy(ctx: TaskContext, data: RollingDeployInput) -> TaskOutcome:
         "serviceName": name, "serviceArn": started.service.get("serviceArn"), "cluster": cluster,
         "taskDefinitionArn": td_arn, "taskDefinitionRegistered": registered,
         "created": started.created, "updated": started.updated, "deploymentId": started.deployment_id,
+        "plan": change,
     }
     verdict: Verdict | None = None
     try:
@@ -89,6 +95,10 @@ async def deploy(ctx: TaskContext, data: RollingDeployInput) -> TaskOutcome:
         response["scalingRestored"] = bool(restore)
         if found:
             await scaling.forget(aws, str(started.service.get("serviceArn")))
+    if verdict.ok and data.keep_revisions:
+        in_use = {str(d.get("taskDefinition")) for d in verdict.service.get("deployments") or []} | {td_arn}
+        response["deregistered"] = await plan.clean_up(
+            aws, td_arn.rsplit("/", 1)[-1].rsplit(":", 1)[0], data.keep_revisions, in_use, ctx.log)
     if verdict.ok:
         ctx.log.info(f"deploy of {name} succeeded: {verdict.message}")
     else:
