@@ -54,6 +54,7 @@ class ProfileRunner:
         profile_id, updated_at = self._current()
         answer = await self._client.profile(delegate_id, profile_id, updated_at)
         if answer is None:
+            _log.debug("profile.unchanged", profile_id=profile_id)
             return
         if answer.profile_id == "NONE":
             if profile_id:

@@ -25,7 +25,7 @@ def test_profile_runs_at_start_on_change_and_is_removed(
     manager.api("PUT", "/api/setup/profiles/tools",
                 {"name": "tools", "script": f"echo v1 >> {runs}; echo installed v1; echo warn >&2"})
     manager.api("PUT", "/api/setup/groups/test-group/profile", {"profileId": "tools"})
-    proc = delegates("d1", DELEGATE_PROFILE_INTERVAL_S="0.5")
+    proc = delegates("d1", DELEGATE_PROFILE_INTERVAL_S="0.5", LOG_LEVEL="DEBUG")
     delegate_id = proc.wait_event("manager.registered")["delegate_id"]
     first = wait_until(lambda: result(manager, delegate_id), 15, "first profile result")
     assert first["error"] is False
@@ -36,7 +36,8 @@ def test_profile_runs_at_start_on_change_and_is_removed(
 
     # unchanged: not run again
     proc.wait_event("profile.applied")
-    wait_until(lambda: len(proc.find("manager.registered")) >= 1, 1, "still up")
+    wait_until(lambda: len(proc.find("profile.unchanged", profile_id="tools")) >= 3, 15,
+               "three more checks answered 'unchanged'")
     assert runs.read_text().split() == ["v1"]
 
     manager.api("PUT", "/api/setup/profiles/tools",

@@ -35,6 +35,9 @@ def _writer(path: str, n: int) -> None:
     f = SequenceFile(Path(path))
     for i in range(200):
         f.update(f"token-{n}", str(i))
+        # read outside the lock, as a process that only reads would: never a torn file
+        if f._read() is None:
+            raise SystemExit(f"writer {n}: torn or empty file after write {i}")
 
 
 def test_concurrent_writers_never_tear_the_file(tmp_path: Path) -> None:
@@ -43,6 +46,7 @@ def test_concurrent_writers_never_tear_the_file(tmp_path: Path) -> None:
     for p in procs:
         p.start()
     for p in procs:
-        p.join(30)
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]  # a writer that saw a torn file exits 1
     loaded = SequenceFile(path)._read()
     assert loaded is not None and loaded.random_token.startswith("token-")

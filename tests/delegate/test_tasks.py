@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -110,7 +111,9 @@ def test_results_survive_a_manager_outage(manager: Manager, delegates: Start,
                "all STARTED")
     manager.stop()
     proc.wait_event("task.finished", timeout=15)
-    time.sleep(20)
+    # the sender keeps trying through the outage (several backoffs), and the delegate stays up
+    wait_until(lambda: len(proc.find("retry.scheduled", what="task.result")) >= 10, 40,
+               "result sending retried through the outage")
     assert proc.alive()
     manager.start()
     rows = [manager.wait_task(t, timeout=60) for t in task_ids]
@@ -121,20 +124,36 @@ def test_results_survive_a_manager_outage(manager: Manager, delegates: Start,
     assert not list((tmp_path / "d1" / "spool" / "results").glob("*.json"))
 
 
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purpose (its parent, the delegate's bash, is gone or reaps it)
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 @pytest.mark.timeout(60)
 def test_abort_stops_a_running_script(manager: Manager, delegates: Start, tmp_path: Path) -> None:
     proc = delegates("d1")
     proc.wait_event("manager.registered")
-    flag = tmp_path / "finished"
-    task_id = manager.submit("SHELL_SCRIPT", shell(f"echo started; sleep 20; touch {flag}"),
-                             timeoutMs=60_000)
+    child_pid = tmp_path / "child.pid"
+    # the script's own child outlives bash unless the whole process group is killed
+    script = f"(echo $BASHPID > {child_pid}; exec sleep 60) & echo started; wait"
+    task_id = manager.submit("SHELL_SCRIPT", shell(script), timeoutMs=60_000)
     wait_until(lambda: any(line["message"] == "started"
                            for line in manager.task(task_id)["logLines"]), 10, "script running")
+    pid = int(wait_until(lambda: child_pid.exists() and child_pid.read_text().strip(), 10,
+                         "child pid written"))
+    assert pid_alive(pid)
     manager.api("POST", f"/api/setup/tasks/{task_id}/abort")
     assert manager.wait_task(task_id, timeout=15)["status"] == "ABORTED"
     proc.wait_event("task.finished", status="ABORTED", timeout=15)
-    time.sleep(1)
-    assert not flag.exists()
+    wait_until(lambda: not pid_alive(pid), 10, f"the script's child {pid} killed with its group")
     assert proc.alive()
 
 
