@@ -28,7 +28,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from manager import agent_api, pages, profiles, setup_api, storage, stream, taskspec
 from manager.core import MANAGER, Manager
-from manager.db import Account
+from manager.db import Account, DatabaseUnavailable
 from manager.envelope import CLIENT_MAX_SIZE, error_middleware
 from manager.settings import ManagerSettings
 
@@ -149,12 +149,17 @@ class ManagerServer:
 
     async def _tick_forever(self) -> None:
         assert self.manager is not None
+        failing = False  # warn once per outage, not once per tick
         while True:
             await asyncio.sleep(self.settings.tick_s)
             try:
                 await self.manager.tick()
-            except sqlite3.OperationalError as exc:  # e.g. a locked database: try next tick
-                log.warning("manager.tick_failed", error=str(exc))
+            except (sqlite3.OperationalError, DatabaseUnavailable) as exc:  # try next tick
+                if not failing:
+                    log.warning("manager.tick_failed", error=str(exc))
+                failing = True
+            else:
+                failing = False
 
     def _on_ticker_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from manager import task_cli
 from manager.app import ManagerServer
+from manager.db import DatabaseUnavailable
 from manager.settings import ManagerSettings
 
 EXIT_FAILED_TO_START = 2
@@ -32,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="TCP port; 0 picks a free one (MANAGER_PORT)")
     parser.add_argument("--data-dir", type=Path,
                         help="where the SQLite database and delegate.env live (MANAGER_DATA_DIR)")
+    parser.add_argument("--database-url", help="postgresql://user:password@host:port/db: PostgreSQL "
+                        "instead of SQLite, for several replicas (MANAGER_DATABASE_URL)")
     parser.add_argument("--host", help="address to listen on (MANAGER_HOST, default 127.0.0.1)")
     parser.add_argument("--public-url", help="the URL delegates reach this manager at; goes into "
                         "every download (MANAGER_PUBLIC_URL)")
@@ -72,8 +75,8 @@ def configure_logging(level: str) -> None:
     )
 
 
-_SETTING_ARGS = ("port", "data_dir", "host", "public_url", "tls_cert_file", "tls_key_file",
-                 "trust_forwarded_headers", "disconnect_after_s", "ecs_stale_slot_s",
+_SETTING_ARGS = ("port", "data_dir", "database_url", "host", "public_url", "tls_cert_file",
+                 "tls_key_file", "trust_forwarded_headers", "disconnect_after_s", "ecs_stale_slot_s",
                  "task_orphan_s", "rebroadcast_s", "tick_s")
 
 
@@ -105,7 +108,7 @@ async def serve(settings: ManagerSettings) -> int:
     problem = None
     try:
         await server.start()
-    except OSError as exc:
+    except (OSError, DatabaseUnavailable) as exc:
         problem = str(exc)
     if problem is not None:
         log.error("manager.failed_to_start", error=problem, port=settings.port)

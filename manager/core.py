@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from manager import db
+from manager import db, store
 from manager.auth import AgentAuth
 from manager.delegates import DelegateRecord, Delegates
 from manager.dispatch import Dispatcher, matches
@@ -32,7 +32,7 @@ log = structlog.get_logger("manager")
 class Manager:
     def __init__(self, settings: ManagerSettings) -> None:
         self.settings = settings
-        self.conn: sqlite3.Connection = db.connect(settings.db_path)
+        self.conn: sqlite3.Connection = store.open_database(settings)
         self.account = db.load_or_create_account(self.conn)
         self.auth = AgentAuth(self.account)
         self.delegates = Delegates(self.conn, disconnect_after_s=settings.disconnect_after_s,

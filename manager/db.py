@@ -179,3 +179,13 @@ def load_or_create_account(conn: sqlite3.Connection) -> Account:
         )
         return account
     return Account(row["account_id"], row["delegate_token"], row["api_key"])
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached (PostgreSQL down or unreachable); the message says why.
+    The API answers 503 with it; the periodic job skips a round."""
+
+
+def baseline_schema() -> str:
+    """The schema every start applies first (`IF NOT EXISTS`), before `manager/migrations/`."""
+    return _SCHEMA

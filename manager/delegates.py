@@ -285,8 +285,9 @@ class Delegates:
         a restart of it with the same identity) is told SELF_DESTRUCT when it comes back."""
         rec = self.require(delegate_id)
         self._conn.execute(
-            "INSERT OR REPLACE INTO deleted_delegates (delegate_id, random_token, deleted_at)"
-            " VALUES (?,?,?)", (rec.delegate_id, rec.random_token, now))
+            "INSERT INTO deleted_delegates (delegate_id, random_token, deleted_at) VALUES (?,?,?)"
+            " ON CONFLICT (delegate_id) DO UPDATE SET random_token=excluded.random_token,"
+            " deleted_at=excluded.deleted_at", (rec.delegate_id, rec.random_token, now))
         self._conn.execute("DELETE FROM delegates WHERE delegate_id=?", (delegate_id,))
         del self.by_id[delegate_id]
         log.info("delegate.deleted", delegate_id=delegate_id, host_name=rec.host_name)

@@ -15,6 +15,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from manager.db import DatabaseUnavailable
 from protocol.wire import MAX_TASK_DATA_BYTES
 
 log = structlog.get_logger("manager")
@@ -78,6 +79,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message)
+    except DatabaseUnavailable as exc:
+        return error_response(503, "DATABASE_UNAVAILABLE",
+                              f"{exc}; the manager retries by itself, try again shortly")
     except web.HTTPException as exc:
         if not _is_api(request.path) or exc.status < 400:
             raise

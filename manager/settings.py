@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,6 +31,9 @@ class ManagerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MANAGER_", frozen=True, extra="forbid")
 
     data_dir: Path
+    #: postgresql://user:password@host:port/db: PostgreSQL instead of SQLite in the data dir, so that
+    #: several manager processes (replicas behind a load balancer) can share one database
+    database_url: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535)  # 0: the OS picks; `delegate.env` holds the real one
     #: the URL delegates and people reach this manager at (scheme://host[:port]); goes into downloads
@@ -60,6 +63,14 @@ class ManagerSettings(BaseSettings):
     def _public_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("https://", "http://")):
             raise ValueError("expected https://host[:port] (or http:// for loopback)")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+                ("postgresql://", "postgres://")):
+            raise ValueError("expected postgresql://user:password@host:port/database")
         return value
 
     @property

@@ -162,11 +162,10 @@ class TaskStore:
         if row["delegate_id"] != delegate_id:
             raise ApiError(409, "TASK_ALREADY_ACQUIRED",
                            f"task {row['task_id']} is not assigned to delegate {delegate_id}")
-        before = self._conn.total_changes
-        self._conn.executemany(
+        cur = self._conn.executemany(
             "INSERT OR IGNORE INTO task_logs (task_id, seq, ts, level, message) VALUES (?,?,?,?,?)",
             [(row["task_id"], ln.seq, ln.ts, ln.level, ln.message) for ln in lines])
-        return self._conn.total_changes - before
+        return cur.rowcount
 
     def apply_result(self, row: sqlite3.Row, delegate_id: str, result: TaskResult,
                      now: int) -> tuple[dict[str, Any], bool]:

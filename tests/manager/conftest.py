@@ -10,13 +10,15 @@ from __future__ import annotations
 import socket
 import ssl
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psycopg
 import pytest
 
+from devstack.services import Postgres
 from devstack.tlscert import TlsFiles, make_cert
 from manager.app import ManagerServer
 from manager.settings import ManagerSettings
@@ -146,12 +148,40 @@ async def session(client_ssl: ssl.SSLContext) -> AsyncIterator[aiohttp.ClientSes
         yield s
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One throw-away PostgreSQL cluster for the session (started on first use); each test gets a
+    database of its own (`database_url`)."""
+    with Postgres() as pg:
+        yield pg
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """Every test that starts a manager runs on both stores: None (SQLite in the data dir), then a
+    fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield None
+        return
+    pg: Postgres = request.getfixturevalue("postgres")
+    name = "test_" + uuid.uuid4().hex[:16]
+    with psycopg.connect(pg.url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    yield pg.url.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(pg.url, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 @pytest.fixture
-async def start_server(tmp_path: Path, tls_files: TlsFiles) -> AsyncIterator[ServerFactory]:
+async def start_server(tmp_path: Path, tls_files: TlsFiles,
+                       database_url: str | None) -> AsyncIterator[ServerFactory]:
     """Factory: `await start_server(**settings)`; every server started is stopped afterwards.
-    TLS unless a test passes `tls_cert_file=None, tls_key_file=None`."""
+    TLS unless a test passes `tls_cert_file=None, tls_key_file=None`. A second server started in
+    one test shares the first one's database (a restart sees the same state)."""
     started: list[ManagerServer] = []
-    tls = {"tls_cert_file": tls_files.cert, "tls_key_file": tls_files.key}
+    tls: dict[str, Any] = {"tls_cert_file": tls_files.cert, "tls_key_file": tls_files.key}
+    if database_url is not None:
+        tls["database_url"] = database_url
 
     async def start(data_dir: Path | None = None, **overrides: Any) -> ManagerServer:
         settings = ManagerSettings(data_dir=data_dir or tmp_path / "data",

@@ -75,6 +75,7 @@ async def test_download_uses_the_public_url_not_the_host_header(
     assert "MANAGER_HOST_AND_PORT=https://harness.example.com\n" in written
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the SQLite file itself
 async def test_files_holding_secrets_are_owner_only(start_server: ServerFactory,
                                                     tmp_path: Path) -> None:
     data = tmp_path / "old"
