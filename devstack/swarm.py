@@ -146,7 +146,7 @@ class Swarm:
         for i in range(n):
             settings = config.load({
                 "ACCOUNT_ID": account_id, "DELEGATE_TOKEN": delegate_token,
-                "MANAGER_HOST_AND_PORT": url, "DELEGATE_TYPE": "DOCKER",
+                "MANAGER_HOST_AND_PORT": url, "DELEGATE_TYPE": "SHELL_SCRIPT",
                 "DELEGATE_HOSTNAME": f"swarm-{i:05d}", "DELEGATE_GROUP_NAME": group,
                 "POLL_FOR_TASKS": str(polling).lower(), "DELEGATE_WORK_DIR": str(work_dir),
                 "DELEGATE_HEARTBEAT_INTERVAL_S": str(heartbeat_s),
