@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import watcher
-from watcher import process
+from watcher import process, trust
 from watcher.channel import Channel, write_json_atomic
 from watcher.child import Child, Purpose, Role
 from watcher.log import log
@@ -34,7 +34,8 @@ def sanity_check(artifact: Verified) -> str | None:
     """None if the artifact answers `--version` with its version; otherwise why not."""
     try:
         done = subprocess.run([sys.executable, "-P", artifact.path, "--version"], capture_output=True,
-                              text=True, timeout=SANITY_TIMEOUT_S, check=False, pass_fds=(artifact.fd,))
+                              text=True, timeout=SANITY_TIMEOUT_S, check=False, pass_fds=(artifact.fd,),
+                              env=trust.helper_env())
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"cannot run it: {exc}"
     out = (done.stdout or "").strip()

@@ -171,7 +171,7 @@ class Watcher:
             self.failures = 0
             self.machine.fire(Event.READY, "delegate-ready", delegate_pid=child.pid,
                               version=child.version)
-        elif child.role == Role.CANDIDATE:
+        elif child.role == Role.CANDIDATE and not self.shutdown.requested:  # stopping: no hand-over
             self._promote(child, now)
 
     def _promote(self, new: Child, now: float) -> None:
@@ -208,7 +208,7 @@ class Watcher:
             self.d.retiring.remove(child)
         elif child.role == Role.CANDIDATE:
             self.d.candidate = None
-            if child.purpose == Purpose.UPGRADE:
+            if child.purpose == Purpose.UPGRADE and not self.shutdown.requested:
                 self.upgrader.candidate_failed(child.artifact, f"exited with {code} before it was ready")
             if self.d.current is not None and self.d.current.exit_code is None:
                 self.channel.send(self.d.current.pid, ch.RESUME)

@@ -119,6 +119,12 @@ def check(signed: Signed, kind: str, version: str, data: bytes, now: dt.datetime
                       "a current release")
 
 
+def helper_env() -> dict[str, str]:
+    """The environment of the watcher's short-lived helpers: none of its secrets (a same-uid script
+    could read a helper's /proc/<pid>/environ while it runs)."""
+    return {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
+
+
 def verify_signatures(signed: Signed, keys: tuple[bytes, ...]) -> str:
     """The key id of a trusted key whose signature over `signed` verifies; Refused otherwise."""
     if not keys:
@@ -128,7 +134,8 @@ def verify_signatures(signed: Signed, keys: tuple[bytes, ...]) -> str:
                           "keys": [base64.b64encode(k).decode() for k in keys]})
     try:
         done = subprocess.run([sys.executable, "-I", "-m", "watcher.verify"], input=request,
-                              capture_output=True, text=True, timeout=VERIFY_TIMEOUT_S, check=False)
+                              capture_output=True, text=True, timeout=VERIFY_TIMEOUT_S, check=False,
+                              env=helper_env())
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise Refused(f"the signature check could not run: {exc}") from None
     answer = done.stdout.strip()

@@ -161,3 +161,27 @@ async def test_delegate_side_speaks_the_watchers_format(tmp_path: Path) -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def test_log_lines_carry_pid_version_instance_and_keep_tracebacks() -> None:
+    import io
+    import os
+
+    import watcher
+    from watcher.log import Logger
+
+    out = io.StringIO()
+    logger = Logger()
+    logger.configure("info", "json", out)
+    try:
+        {}["missing"]
+    except KeyError:
+        logger.error("upgrade.delegate_check_crashed", exc_info=True)
+    logger.info("delegate.spawned", delegate_pid=123)
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    assert first["event"] == "upgrade.delegate_check_crashed"
+    assert "Traceback" in first["exception"] and "KeyError: 'missing'" in first["exception"]
+    for record in (first, second):
+        assert record["pid"] == os.getpid() and record["version"] == watcher.__version__
+        assert len(record["instance"]) == 12 and record["instance"] == first["instance"]
+    assert second["delegate_pid"] == 123
