@@ -21,7 +21,7 @@ from delegate.channel import ChannelSettings, WatcherChannel
 from delegate.client import ManagerClient
 from delegate.config import Settings
 from delegate.connection import Connection
-from delegate.errors import DelegateError, SelfDestruct
+from delegate.errors import DelegateError, SelfDestruct, Superseded
 from delegate.health import HealthServer
 from delegate.identity import Registration
 from delegate.liveness import Liveness
@@ -94,6 +94,7 @@ class Agent:
         self._supervisor = Supervisor()
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
+        self._superseded = False
         channel = ChannelSettings.from_settings(settings)  # set when a watcher started this process
         self.channel = None if channel is None else WatcherChannel(
             channel, self.runner, healthy=self.liveness.verdict, registration=self.registration,
@@ -169,6 +170,11 @@ class Agent:
         if exc is not None and _contains(exc, SelfDestruct):
             _log.warning("delegate.self_destruct", note="the manager removed this delegate")
             return ExitCode.SELF_DESTRUCT
+        if exc is not None and _contains(exc, Superseded):
+            _log.warning("delegate.superseded", note="another process registered as this "
+                         "delegate; finishing what runs, then exiting")
+            self._superseded = True  # the registration is the newer process's now
+            return ExitCode.STOPPED
         _log.error("agent.part_died", part=task.get_name(),
                    error=repr(exc) if exc else "returned unexpectedly")
         return ExitCode.CRASHED
@@ -191,7 +197,7 @@ class Agent:
         await self._supervisor.cancel_all("delegate shutting down")
         # After a watcher handover the newer process owns the registration: leave it registered.
         handed_over = self.channel is not None and self.channel.handed_over
-        if code != ExitCode.SELF_DESTRUCT and not handed_over:
+        if code != ExitCode.SELF_DESTRUCT and not handed_over and not self._superseded:
             try:
                 await asyncio.shield(asyncio.wait_for(self.registrar.unregister(), 2.0))
             except (DelegateError, TimeoutError) as exc:

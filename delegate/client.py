@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import aiohttp
 from pydantic import BaseModel, ValidationError
 
-from delegate import __version__
+from delegate import __version__, log
 from delegate.config import Settings
 from delegate.errors import (
     AuthRejected,
@@ -37,6 +37,8 @@ class ManagerClient:
     def __init__(self, settings: Settings, tokens: TokenProvider) -> None:
         self._settings = settings
         self._tokens = tokens
+        #: delegate id -> its connection credential (`delegateConnectionId`) from registration
+        self._connections: dict[str, str] = {}
         self._base = settings.manager_host_and_port
         self._proxy = settings.proxy_for(self._base)
         self._timeout = aiohttp.ClientTimeout(total=settings.delegate_request_timeout_s)
@@ -72,6 +74,9 @@ class ManagerClient:
         }
         if delegate_id:
             headers["delegateId"] = delegate_id
+            connection = self._connections.get(delegate_id)
+            if connection:
+                headers[wire.CONNECTION_HEADER] = connection
         return headers
 
     def _url(self, path: str, **query: str | None) -> str:
@@ -171,7 +176,12 @@ class ManagerClient:
     async def register(self, params: wire.DelegateParams) -> wire.DelegateRegisterResponse:
         env = await self._call("POST", "delegates/register", delegate_id=params.delegate_id,
                                body=params.dump())
-        return self._resource("register", env, wire.DelegateRegisterResponse)
+        answer = self._resource("register", env, wire.DelegateRegisterResponse)
+        if answer.delegate_connection_id:
+            # the credential for every later call of this delegate (a header, never a URL)
+            log.register_secret(answer.delegate_connection_id)
+            self._connections[answer.delegate_id] = answer.delegate_connection_id
+        return answer
 
     async def unregister(self, request: wire.DelegateUnregisterRequest) -> None:
         await self._call("POST", "delegates/unregister", delegate_id=request.delegate_id,
@@ -253,7 +263,6 @@ class ManagerClient:
     ) -> aiohttp.ClientWebSocketResponse:
         query = {
             "delegateId": delegate_id,
-            "token": self._tokens.get(),
             "sequenceNum": sequence_num or "",
             "delegateToken": random_token or "",
             "version": __version__,

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from delegate import log
 from delegate.client import ManagerClient
 from delegate.config import Settings
-from delegate.errors import DelegateError, ManagerRejected, SelfDestruct
+from delegate.errors import DelegateError, ManagerRejected, SelfDestruct, Superseded
 from delegate.liveness import Liveness
 from delegate.metrics import Metrics
 from delegate.registration import Registrar
@@ -75,7 +75,8 @@ class Poller:
         except ManagerRejected as exc:
             self._metrics.heartbeats_failed.inc()
             self._liveness.failed(str(exc))
-            if exc.status == 404:  # forgotten or deleted: the registration answer tells which
+            if exc.status == 404 or exc.code == "DELEGATE_CONNECTION_INVALID":
+                # forgotten or deleted: the registration answer tells which
                 _log.warning("heartbeat.unknown_delegate", error=str(exc))
                 self._registrar.forgotten()
             else:
@@ -99,6 +100,10 @@ class Poller:
                 await fetch_events(self._client, delegate_id, self._sink, "poll")
             except SelfDestruct:
                 raise
+            except ManagerRejected as exc:
+                if exc.code == "DELEGATE_SUPERSEDED":
+                    raise Superseded(str(exc)) from None
+                _log.warning("task_events.failed", error=str(exc))
             except DelegateError as exc:
                 _log.warning("task_events.failed", error=str(exc))
             # a little jitter so that a fleet of pollers does not beat in step

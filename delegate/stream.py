@@ -25,6 +25,7 @@ from delegate.errors import (
     ManagerRejected,
     ManagerUnavailable,
     SelfDestruct,
+    Superseded,
     TransientError,
 )
 from delegate.liveness import Liveness
@@ -83,9 +84,11 @@ class Stream:
                 heartbeat_s=max(self._s.delegate_heartbeat_interval_s, 5.0),
             )
         except ManagerRejected as exc:
-            if exc.status == 404:
+            if exc.status == 404 or exc.code == "DELEGATE_CONNECTION_INVALID":
                 self._registrar.forgotten()
             self._liveness.failed(str(exc))
+            if exc.code == "DELEGATE_SUPERSEDED":
+                raise Superseded(str(exc)) from None
             raise
         except DelegateError as exc:
             self._liveness.failed(str(exc))
@@ -178,5 +181,7 @@ class Stream:
             self._sink.on_events([wire.DelegateTaskAbortEvent.model_validate(message)], "stream")
         elif kind == wire.StreamEventType.SELF_DESTRUCT:
             raise SelfDestruct("the manager sent SelfDestruct on the stream")
+        elif kind == wire.StreamEventType.SUPERSEDED:
+            raise Superseded("another process registered as this delegate")
         else:
             _log.warning("stream.unknown_event", event_type=str(kind))

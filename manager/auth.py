@@ -1,5 +1,8 @@
 """Who may call: delegates with `Authorization: Delegate <JWE>`, people with `Bearer <API key>`.
 
+A JWE must decrypt under a delegate token of the account, name this manager's public URL as `aud`,
+carry an `iat` that is not in the future and an `exp` at most 30 minutes after it (`protocol.auth`).
+
 A rejected call gets 401 INVALID_TOKEN with the same message whatever was wrong, and nothing from
 the presented token is ever logged or echoed. Tokens that decrypted once are remembered until their
 `exp` (a delegate reuses one token for 25 minutes), so a hot path pays for AES-GCM once.
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -21,32 +25,47 @@ _CACHE_MAX = 4096
 _LEEWAY_S = 60
 
 
-class AgentAuth:
-    def __init__(self, account: Account) -> None:
-        self._account = account
-        self._valid_until: dict[str, float] = {}
+DEFAULT_TOKEN_NAME = "default"  # noqa: S105 (a name, not a secret)
 
-    def check_token(self, token: str) -> None:
-        """Raise 401 unless `token` is a current JWE for this account."""
+
+class AgentAuth:
+    def __init__(self, account: Account, audience: Callable[[], str]) -> None:
+        self._account = account
+        self._audience = audience  # the manager's public URL: what a delegate's `aud` must name
+        #: JWE -> (valid until, token name)
+        self._valid: dict[str, tuple[float, str]] = {}
+
+    def check_token(self, token: str) -> str:
+        """The name of the delegate token `token` was made with; 401 unless it is a current JWE
+        of this account, made for `audience`, living no longer than a delegate token may."""
         now = time.time()
-        until = self._valid_until.get(token)
-        if until is not None and now <= until:
-            return
+        cached = self._valid.get(token)
+        if cached is not None and now <= cached[0]:
+            return cached[1]
         try:
             claims = decrypt(token, token_hex=self._account.delegate_token,
-                             account_id=self._account.account_id, now=now, leeway_s=_LEEWAY_S)
+                             account_id=self._account.account_id, now=now, leeway_s=_LEEWAY_S,
+                             audience=self._audience())
         except TokenRejected as exc:
             raise ApiError(401, "INVALID_TOKEN", _REJECTED) from exc
-        if len(self._valid_until) >= _CACHE_MAX:
-            self._valid_until.clear()
-        self._valid_until[token] = float(claims["exp"]) + _LEEWAY_S
+        if len(self._valid) >= _CACHE_MAX:
+            self._valid.clear()
+        self._valid[token] = (float(claims["exp"]) + _LEEWAY_S, DEFAULT_TOKEN_NAME)
+        return DEFAULT_TOKEN_NAME
 
-    def check_request(self, request: web.Request, *, query_token: bool = False) -> None:
-        """Agent call: `Authorization: Delegate <JWE>` (or `?token=` on the stream)."""
+    @staticmethod
+    def _token(request: web.Request) -> str:
         header = request.headers.get("Authorization", "")
-        token = header[len("Delegate "):].strip() if header.startswith("Delegate ") else ""
-        if not token and query_token:
-            token = request.query.get("token", "")
+        return header[len("Delegate "):].strip() if header.startswith("Delegate ") else ""
+
+    def token_name(self, request: web.Request) -> str | None:
+        """The name of the (already checked) token of this request."""
+        cached = self._valid.get(self._token(request))
+        return cached[1] if cached else None
+
+    def check_request(self, request: web.Request) -> None:
+        """Agent call: `Authorization: Delegate <JWE>` (never a URL parameter)."""
+        token = self._token(request)
         if not token:
             raise ApiError(401, "INVALID_TOKEN", _REJECTED)
         self.check_token(token)

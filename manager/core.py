@@ -17,6 +17,7 @@ from manager.auth import AgentAuth
 from manager.delegates import DelegateRecord, Delegates
 from manager.dispatch import Dispatcher, matches
 from manager.hub import StreamHub
+from manager.identity import Connections, ConnectionStore
 from manager.settings import ManagerSettings
 from manager.tasks import NewTask, TaskStore, target
 from protocol.wire import (
@@ -34,7 +35,8 @@ class Manager:
         self.settings = settings
         self.conn: sqlite3.Connection = store.open_database(settings)
         self.account = db.load_or_create_account(self.conn)
-        self.auth = AgentAuth(self.account)
+        self.auth = AgentAuth(self.account, audience=lambda: self.public_url)
+        self.connections = Connections(ConnectionStore(self.conn))
         self.delegates = Delegates(self.conn, disconnect_after_s=settings.disconnect_after_s,
                                    ecs_stale_slot_s=settings.ecs_stale_slot_s)
         self.tasks = TaskStore(self.conn, validation_timeout_s=settings.validation_timeout_s)

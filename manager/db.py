@@ -105,6 +105,15 @@ CREATE TABLE IF NOT EXISTS task_logs (
     message TEXT NOT NULL,
     PRIMARY KEY (task_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS delegate_connections (
+    connection_hash TEXT PRIMARY KEY, -- SHA-256 of the delegateConnectionId handed out
+    delegate_id TEXT NOT NULL,
+    token_name TEXT,
+    instance_id TEXT,
+    created_at INTEGER NOT NULL,
+    superseded_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS delegate_connections_delegate ON delegate_connections(delegate_id);
 CREATE TABLE IF NOT EXISTS profiles (
     profile_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,

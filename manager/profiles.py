@@ -57,6 +57,7 @@ async def check(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
     manager.auth.check_request(request)
     rec = manager.delegates.require(request.match_info["delegateId"])
+    manager.connections.check(request, rec.delegate_id)
     known_id = request.query.get("profileId") or ""
     try:
         known_at = int(request.query.get("lastUpdatedAt") or 0)
@@ -80,6 +81,7 @@ async def result(request: web.Request) -> web.Response:
     manager.auth.check_request(request)
     delegate_id = request.match_info["delegateId"]
     manager.delegates.require(delegate_id)
+    manager.connections.check(request, delegate_id)
     body = await read_model(request, ProfileResult)
     stored: dict[str, Any] = body.dump()
     stored["output"] = body.output[-_MAX_OUTPUT_CHARS:]

@@ -118,6 +118,7 @@ async def delete_delegate(request: web.Request) -> web.Response:
     manager = _manager(request)
     delegate_id = request.match_info["delegateId"]
     manager.delegates.delete(delegate_id, db.now_ms())
+    manager.connections.forget(delegate_id)
     await manager.hub.send(delegate_id, SelfDestructEvent(delegate_id=delegate_id).dump())
     await manager.hub.close(delegate_id, "deleted")
     return ok({"delegateId": delegate_id, "deleted": True})

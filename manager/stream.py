@@ -1,10 +1,12 @@
-"""The delegate websocket: `GET /stream/delegate/{accountId}?delegateId=&token=...`.
+"""The delegate websocket: `GET /stream/delegate/{accountId}?delegateId=...`.
 
-Authentication and the delegate lookup happen before the upgrade (401 / 404 as plain envelopes),
-so a delegate with a bad token never holds a socket. After the upgrade the delegate sends
-`DelegateHeartbeat` frames and gets one `DelegateHeartbeatResponseStreaming` for each; the manager
-pushes task and abort events (`Manager.dispatcher`, `Manager.abort`). On connect it replays what
-the delegate may have missed while it was away (queued tasks it may take, aborts of its tasks).
+Authentication (the JWE in the `Authorization` header, never in the URL), the delegate lookup and
+its connection credential (`delegateConnectionId` header) are checked before the upgrade (401, 404,
+403 or 409 as plain envelopes), so a caller without them never holds a socket. After the upgrade
+the delegate sends `DelegateHeartbeat` frames and gets one `DelegateHeartbeatResponseStreaming`
+for each; the manager pushes task and abort events (`Manager.dispatcher`, `Manager.abort`). On
+connect it replays what the delegate may have missed while it was away (queued tasks it may take,
+aborts of its tasks).
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ HEARTBEAT_TIMEOUT_S = 10.0
 
 async def stream(request: web.Request) -> web.StreamResponse:
     manager = request.app[MANAGER]
-    manager.auth.check_request(request, query_token=True)
+    manager.auth.check_request(request)
     delegate_id = request.query.get("delegateId", "")
     rec = manager.delegates.require(delegate_id)
+    manager.connections.check_current(request, delegate_id)
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_TIMEOUT_S * 3, max_msg_size=4 * 1024 * 1024)
     await ws.prepare(request)
     manager.hub.add(delegate_id, ws)

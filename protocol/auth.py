@@ -19,6 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from joserfc import jwe
 from joserfc.errors import JoseError
@@ -94,9 +95,24 @@ class TokenProvider:
         return jwe.encrypt_compact(_HEADER, json.dumps(claims).encode(), self._key)
 
 
+def same_audience(a: str, b: str) -> bool:
+    """Two manager URLs name the same manager (case of scheme and host, default port, slash)."""
+    def norm(url: str) -> tuple[str, str, int | None, str]:
+        parts = urlsplit(url.strip())
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        default = {"https": 443, "http": 80}.get(parts.scheme.lower())
+        return (parts.scheme.lower(), (parts.hostname or "").lower(),
+                None if port == default else port, parts.path.rstrip("/"))
+    return norm(a) == norm(b)
+
+
 def decrypt(token: str, *, token_hex: str, account_id: str, now: float | None = None,
-            leeway_s: int = 60) -> dict[str, Any]:
-    """Manager side: check that `token` was made with this account's key and is current."""
+            leeway_s: int = 60, audience: str | None = None) -> dict[str, Any]:
+    """Manager side: check that `token` was made with this key for this account (and audience,
+    when given), was issued now (iat not in the future) for at most `TOKEN_TTL_S`, and is current."""
     now = time.time() if now is None else now
     try:
         result = jwe.decrypt_compact(token, _key(token_hex))
@@ -109,9 +125,16 @@ def decrypt(token: str, *, token_hex: str, account_id: str, now: float | None = 
         raise TokenRejected("token claims are not an object")
     if claims.get("sub") != account_id:
         raise TokenRejected("token was issued for another account")
-    exp, nbf = claims.get("exp"), claims.get("nbf")
+    exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
     if not isinstance(exp, int) or now > exp + leeway_s:
         raise TokenRejected("token expired")
+    if not isinstance(iat, int) or iat > now + leeway_s:
+        raise TokenRejected("token has no issue time, or one in the future")
+    if exp - iat > TOKEN_TTL_S + leeway_s:
+        raise TokenRejected(f"token lives longer than {TOKEN_TTL_S} s")
+    aud = claims.get("aud")
+    if audience is not None and not (isinstance(aud, str) and same_audience(aud, audience)):
+        raise TokenRejected("token was made for another manager (aud)")
     if isinstance(nbf, int) and now < nbf - leeway_s:
         raise TokenRejected("token not yet valid")
     return claims

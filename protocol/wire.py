@@ -96,6 +96,15 @@ class DelegateRegisterResponse(WireModel):
     migrate_url: str | None = None
     sequence_num: str | None = None
     delegate_random_token: str | None = None
+    #: this delegate's connection credential: sent back in the `delegateConnectionId` header of
+    #: every later call (heartbeats, stream, acquire, logs, results) for this delegate
+    delegate_connection_id: str | None = None
+    #: the name of the delegate token the manager matched (tokens are named per account)
+    delegate_token_name: str | None = None
+
+
+#: the header that carries `DelegateRegisterResponse.delegate_connection_id`
+CONNECTION_HEADER = "delegateConnectionId"
 
 
 class DelegateStatus(enum.StrEnum):
@@ -126,6 +135,7 @@ class StreamEventType(enum.StrEnum):
     TASK_ABORT = "DelegateTaskAbortEvent"
     HEARTBEAT_RESPONSE = "DelegateHeartbeatResponseStreaming"
     SELF_DESTRUCT = "SelfDestruct"
+    SUPERSEDED = "DelegateConnectionSuperseded"
 
 
 class DelegateTaskEvent(WireModel):
@@ -157,6 +167,14 @@ class DelegateHeartbeatResponseStreaming(WireModel):
 class SelfDestructEvent(WireModel):
     event_type: Literal["SelfDestruct"] = "SelfDestruct"
     delegate_id: str | None = None
+
+
+class ConnectionSupersededEvent(WireModel):
+    """Another process registered as this delegate: this connection may finish what it runs but
+    acquires nothing more, and should exit once drained."""
+
+    event_type: Literal["DelegateConnectionSuperseded"] = "DelegateConnectionSuperseded"
+    delegate_id: str
 
 
 class StreamHeartbeat(DelegateParams):

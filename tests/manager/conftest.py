@@ -72,13 +72,17 @@ class Agent:
         if delegate_type == "ECS":
             self.params.setdefault("delegateRandomToken", uuid.uuid4().hex)
         self.delegate_id: str | None = None
+        self.connection_id: str | None = None  # from registration: this delegate's credential
 
     @property
     def instance_id(self) -> str:
         return str(self.params["delegateInstanceId"])
 
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Delegate {self.tokens.get()}", "accountId": self.account_id}
+        headers = {"Authorization": f"Delegate {self.tokens.get()}", "accountId": self.account_id}
+        if self.connection_id:
+            headers["delegateConnectionId"] = self.connection_id
+        return headers
 
     async def call(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
         sep = "&" if "?" in path else "?"
@@ -92,6 +96,7 @@ class Agent:
         assert status == 200, body
         res: dict[str, Any] = body["resource"]
         self.delegate_id = res["delegateId"]
+        self.connection_id = res.get("delegateConnectionId")
         self.params["delegateId"] = self.delegate_id
         if res.get("sequenceNum") is not None:
             self.params["sequenceNum"] = res["sequenceNum"]
@@ -122,7 +127,7 @@ class Agent:
 
     async def stream(self) -> aiohttp.ClientWebSocketResponse:
         url = (f"{self.server.url}/stream/delegate/{self.account_id}?delegateId="
-               f"{self.delegate_id}&token={self.tokens.get()}&version=1.0.0")
+               f"{self.delegate_id}&version=1.0.0")
         return await self.session.ws_connect(url, headers=self.headers())
 
 
