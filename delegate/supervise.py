@@ -1,7 +1,7 @@
 """Named, kept, supervised background tasks.
 
 Every long-lived coroutine of the agent is started here under a name. If one of them ends on its own
-(crash or unexpected return), `wait_first_failure` returns it so that the agent shuts down cleanly
+(crash or unexpected return), `wait_first_exit` returns it so that the agent shuts down cleanly
 instead of limping on while /health says OK.
 """
 
