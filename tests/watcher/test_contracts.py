@@ -185,3 +185,15 @@ def test_log_lines_carry_pid_version_instance_and_keep_tracebacks() -> None:
         assert record["pid"] == os.getpid() and record["version"] == watcher.__version__
         assert len(record["instance"]) == 12 and record["instance"] == first["instance"]
     assert second["delegate_pid"] == 123
+
+
+def test_the_retry_policy_is_capped_jittered_and_gives_up() -> None:
+    from watcher.backoff import RetryPolicy, jittered
+
+    policy = RetryPolicy(initial_s=0.2, max_s=30.0, max_attempts=5)
+    firsts = {policy.delay(1) for _ in range(200)}
+    assert min(firsts) >= 0.18 and max(firsts) <= 0.22 and len(firsts) > 100  # +-10 %, spread
+    assert 0.36 <= policy.delay(2) <= 0.44  # doubles per failure in a row
+    assert all(policy.delay(n) <= 30.0 for n in range(1, 2000))  # never past the cap
+    assert not policy.exhausted(5) and policy.exhausted(6)
+    assert all(7 <= jittered(10, 3) <= 13 for _ in range(100)) and jittered(1, 5) >= 0
