@@ -435,6 +435,10 @@ def register_targets(
     return registered
 
 
+def elbv2_of(backend: Any) -> Any:
+    return elbv2_backends[backend.account_id][backend.region_name]
+
+
 def begin_deregister(backend: Any, targets: list[tuple[str, dict[str, Any]]]) -> None:
     """Targets go to `draining` (describe_target_health shows Target.DeregistrationInProgress)."""
     elbv2 = elbv2_backends[backend.account_id][backend.region_name]

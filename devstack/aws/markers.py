@@ -9,6 +9,8 @@ overrides) that tell the local ECS how a task should behave. Documented in docs/
                                exits is a failed task, whatever the code)
     DEVSTACK_RUN_SECONDS=S     how long the task runs before it exits (RunTask tasks; and service
                                tasks marked to exit)
+    DEVSTACK_UNHEALTHY_AFTER=S container health checks (with a healthCheck) fail S s after RUNNING
+    DEVSTACK_ELB_UNHEALTHY=1   the task's targets are unhealthy (see devstack/aws/health.py)
 
 A marker with a bad value makes the task fail to start with a stoppedReason that names it.
 """
@@ -22,6 +24,8 @@ from typing import Any
 FAIL = "DEVSTACK_FAIL"
 EXIT_CODE = "DEVSTACK_EXIT_CODE"
 RUN_SECONDS = "DEVSTACK_RUN_SECONDS"
+UNHEALTHY_AFTER = "DEVSTACK_UNHEALTHY_AFTER"  # seconds; see devstack/aws/health.py
+ELB_UNHEALTHY = "DEVSTACK_ELB_UNHEALTHY"
 _FAIL_VALUES = ("start", "exit")
 
 
@@ -34,6 +38,8 @@ class Behaviour:
     exit_code: int | None = None  # None: the default for the kind of task
     run_s: float | None = None  # None: the timing default
     invalid: str | None = None  # why the markers could not be read; the task fails to start
+    unhealthy_after_s: float | None = None  # container health checks fail this long after RUNNING
+    elb_unhealthy: bool = False  # its targets are unhealthy in their target groups
 
 
 def _env_pairs(entries: Iterable[Mapping[str, Any]] | None) -> dict[str, str]:
@@ -72,6 +78,17 @@ def parse(env: Mapping[str, str]) -> Behaviour:
             run_s = -1.0
         if not run_s >= 0:
             return Behaviour(invalid=f"{RUN_SECONDS}={env[RUN_SECONDS]!r} is not seconds >= 0")
+    unhealthy_after: float | None = None
+    if UNHEALTHY_AFTER in env:
+        try:
+            unhealthy_after = float(env[UNHEALTHY_AFTER])
+        except ValueError:
+            unhealthy_after = -1.0
+        if not unhealthy_after >= 0:
+            return Behaviour(invalid=f"{UNHEALTHY_AFTER}={env[UNHEALTHY_AFTER]!r} is not seconds >= 0")
+    elb = env.get(ELB_UNHEALTHY, "").strip().lower()
+    if elb not in ("", "0", "1", "true", "false"):
+        return Behaviour(invalid=f"{ELB_UNHEALTHY}={env[ELB_UNHEALTHY]!r} is not 1 or 0")
     if fail == "exit" and exit_code is None:
         exit_code = 1
     return Behaviour(
@@ -79,4 +96,6 @@ def parse(env: Mapping[str, str]) -> Behaviour:
         exits=fail == "exit" or exit_code is not None,
         exit_code=exit_code,
         run_s=run_s,
+        unhealthy_after_s=unhealthy_after,
+        elb_unhealthy=elb in ("1", "true"),
     )

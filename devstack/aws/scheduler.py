@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import structlog
 
-from devstack.aws import ecs_model, markers, native, sdeploy_api
+from devstack.aws import ecs_model, health, markers, native, sdeploy_api
 from devstack.aws.ecs_model import add_event, task_id
 from devstack.aws.timing import Timing
 
@@ -88,6 +88,7 @@ class Scheduler:
     def start(self) -> None:
         ecs_model.install(self)
         sdeploy_api.install(self.sync_service_deployments)
+        health.install()
         self._thread = threading.Thread(target=self._loop, name="devstack-aws-scheduler", daemon=True)
         self._thread.start()
 
@@ -184,6 +185,8 @@ class Scheduler:
             ecs_model.set_status(task, "PENDING")
         if life.phase == "PENDING" and now >= life.running_at:
             self._start(backend, task, life, now)
+        if life.phase == "RUNNING" and life.kind == "service" and self._unhealthy(backend, task, life, now):
+            return
         if life.phase == "RUNNING" and life.exit_at is not None and now >= life.exit_at:
             self._exit(backend, task, life, now)
         if life.phase == "DEACTIVATING" and life.stop_at is not None and now >= life.stop_at:
@@ -213,6 +216,16 @@ class Scheduler:
                 backend, service, task, native.load_balancers_for(service, life.deployment_id))
             for arn, _target in life.targets:
                 add_event(service, f"{_label(service)} registered 1 targets in (target-group {arn})")
+            health.started(backend, task, life)
+
+    def _unhealthy(self, backend: Any, task: Any, life: TaskLife, now: float) -> bool:
+        """Stop a task that fails its health checks (devstack/aws/health.py)."""
+        why = health.failing(backend, task, life, life.service, now)
+        if why is None:
+            return False
+        health.stopped_unhealthy(life.service, task, life, why)
+        self._begin_stop(backend, [task], now, why)
+        return True
 
     def _exit(self, backend: Any, task: Any, life: TaskLife, now: float) -> None:
         code = life.behaviour.exit_code

@@ -142,3 +142,21 @@ def test_aborting_the_task_rolls_the_service_deployment_back(
     assert task["status"] == "ABORTED"
     assert "stopped with rollback" in log_text(task)
     assert w.green_weight() == 0
+
+
+def test_health_check_failures_trip_the_breaker_of_a_blue_green_deploy(
+        native_world: NativeWorld, run: Run) -> None:
+    w = native_world
+    first = run("ECS_ROLLING_DEPLOY", native_data(w, "app:1", "BLUE_GREEN", breaker=True))
+    assert first["status"] == "SUCCEEDED"
+    data = native_data(w, "app:2", "BLUE_GREEN", breaker=True, bake=10)
+    data["taskDefinition"] = task_definition(w, "app:2", DEVSTACK_UNHEALTHY_AFTER="0.2")
+    data["taskDefinition"]["containerDefinitions"][0]["healthCheck"] = {"command": ["CMD", "/bin/check"]}
+
+    task = run("ECS_ROLLING_DEPLOY", data)
+
+    assert task["status"] == "FAILED", log_text(task)
+    assert result(task)["serviceDeploymentStatus"] == "ROLLBACK_SUCCESSFUL"
+    assert "circuit breaker" in task["errorMessage"]
+    assert "failed container health checks" in log_text(task)
+    assert w.green_weight() == 0
