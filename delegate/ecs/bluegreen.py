@@ -8,6 +8,7 @@ Each listener change is compared before it is made, so a re-delivered swap or ro
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from delegate.ecs import manifests, scaling, services
@@ -164,11 +165,9 @@ async def swap(ctx: TaskContext, data: BlueGreenSwapInput) -> TaskOutcome:
     await _set_tag(aws, green, "BLUE")
     if blue is not None:
         await _set_tag(aws, blue, "GREEN")
-        if data.downsize_old_service and blue.get("desiredCount"):
-            await aws.call("ecs", "update_service", cluster=cluster, service=blue["serviceName"],
-                           desiredCount=0)
-            ctx.log.info(f"old service {blue['serviceName']} scaled to 0")
     ctx.log.info(f"production traffic now goes to {data.green_service_name}")
+    if blue is not None and data.downsize_old_service:
+        await downsize(aws, cluster, blue, data.downsize_delay_s, Deadline.after(ctx.timeout_s), ctx.log)
     return TaskOutcome.ok(swapped=changed, blueServiceName=data.green_service_name,
                           greenServiceName=data.blue_service_name,
                           prodTargetGroupArn=data.stage_target_group_arn,
@@ -186,7 +185,36 @@ async def rollback(ctx: TaskContext, data: BlueGreenRollbackInput) -> TaskOutcom
         blue = await describe_service(aws, cluster, data.blue_service_name)
         if blue is not None:
             await _set_tag(aws, blue, "BLUE")
+    restored = await restore_blue(aws, cluster, data.rollback_data or {}, ctx.log)
     deleted = await services.delete_service(aws, cluster, data.green_service_name, ctx.log)
-    return TaskOutcome.ok(listenersRestored=changed, greenServiceDeleted=deleted,
+    return TaskOutcome.ok(listenersRestored=changed, greenServiceDeleted=deleted, blueScaledBack=restored,
                           blueServiceName=data.blue_service_name,
                           prodTargetGroupArn=data.prod_target_group_arn, cluster=cluster)
+
+
+async def downsize(aws: Aws, cluster: str, service: dict[str, Any], delay_s: float, deadline: Deadline,
+                   log: TaskLog) -> bool:
+    """Scale the old service to 0 after `delay_s` (cut short by the task's deadline)."""
+    if not service.get("desiredCount"):
+        return False
+    name = service["serviceName"]
+    wait = min(delay_s, max(deadline.left() - 5.0, 0.0))
+    if wait > 0:
+        log.info(f"waiting {wait:g} s before scaling the old service {name} down")
+        await asyncio.sleep(wait)
+    await aws.call("ecs", "update_service", cluster=cluster, service=name, desiredCount=0)
+    log.info(f"old service {name} scaled to 0 (it ran {service.get('desiredCount')} task(s))")
+    return True
+
+
+async def restore_blue(aws: Aws, cluster: str, rollback_data: dict[str, Any], log: TaskLog) -> bool:
+    """Scale the blue service back to what it ran when the rollback data was taken."""
+    name, count = rollback_data.get("blueServiceName"), rollback_data.get("blueDesiredCount")
+    if not isinstance(name, str) or not isinstance(count, int):
+        return False
+    current = await describe_service(aws, cluster, name)
+    if current is None or current.get("desiredCount") == count:
+        return False
+    await aws.call("ecs", "update_service", cluster=cluster, service=name, desiredCount=count)
+    log.info(f"blue service {name} scaled back to {count} task(s)")
+    return True

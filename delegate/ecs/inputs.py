@@ -119,6 +119,7 @@ class BlueGreenSwapInput(EcsTaskInput):
     prod_target_group_arn: str = Field(alias="prodTargetGroupArn")
     stage_target_group_arn: str = Field(alias="stageTargetGroupArn")
     downsize_old_service: bool = Field(default=False, alias="downsizeOldService")
+    downsize_delay_s: float = Field(default=0.0, ge=0, le=3600, alias="downsizeOldServiceDelayS")
 
 
 class BlueGreenRollbackInput(EcsTaskInput):
@@ -127,6 +128,12 @@ class BlueGreenRollbackInput(EcsTaskInput):
     blue_service_name: str | None = Field(default=None, alias="blueServiceName")
     prod_target_group_arn: str = Field(alias="prodTargetGroupArn")
     stage_target_group_arn: str = Field(alias="stageTargetGroupArn")
+    rollback_data: dict[str, Any] | None = Field(default=None, alias="rollbackData")
+
+
+class BlueGreenPrepareRollbackInput(EcsTaskInput):
+    load_balancer: LoadBalancerConfig = Field(alias="loadBalancer")
+    service_definition: Manifest = Field(alias="serviceDefinition")
 
 
 class RunTaskInput(EcsTaskInput):

@@ -8,6 +8,7 @@ from typing import Any
 
 from delegate.ecs.inputs import (
     BlueGreenCreateInput,
+    BlueGreenPrepareRollbackInput,
     BlueGreenRollbackInput,
     BlueGreenSwapInput,
     CanaryDeleteInput,
@@ -64,6 +65,11 @@ async def blue_green_swap(ctx: TaskContext, data: BlueGreenSwapInput) -> TaskOut
 @task_type("ECS_BLUE_GREEN_ROLLBACK", BlueGreenRollbackInput)
 async def blue_green_rollback(ctx: TaskContext, data: BlueGreenRollbackInput) -> TaskOutcome:
     return await _run("bluegreen", "rollback", ctx, data)
+
+
+@task_type("ECS_BLUE_GREEN_PREPARE_ROLLBACK_DATA", BlueGreenPrepareRollbackInput)
+async def blue_green_prepare_rollback(ctx: TaskContext, data: BlueGreenPrepareRollbackInput) -> TaskOutcome:
+    return await _run("bgrollback", "prepare", ctx, data)
 
 
 @task_type("ECS_RUN_TASK", RunTaskInput)

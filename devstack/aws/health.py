@@ -14,6 +14,7 @@ circuit breaker trips on it (its health-check stage), and the service starts a r
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
@@ -22,6 +23,7 @@ from devstack.aws import ecs_model
 from devstack.aws.ecs_model import add_event
 
 _UNHEALTHY_ATTR = "_devstack_unhealthy_targets"
+_RUNNING_SINCE_ATTR = "_devstack_running_since"  # monotonic time the task became RUNNING
 _installed = False
 
 
@@ -50,6 +52,7 @@ def has_health_check(backend: Any, task: Any) -> bool:
 
 def started(backend: Any, task: Any, life: Any) -> None:
     """Right after the task is RUNNING and registered in its target groups."""
+    setattr(task, _RUNNING_SINCE_ATTR, time.monotonic())
     if has_health_check(backend, task):
         _set(task, "HEALTHY")
     else:
@@ -71,7 +74,7 @@ def _set(task: Any, status: str) -> None:
 def failing(backend: Any, task: Any, life: Any, service: Any, now: float) -> str | None:
     """Why a RUNNING service task fails its health checks now, or None."""
     behaviour = life.behaviour
-    ran = now - life.running_at
+    ran = now - getattr(task, _RUNNING_SINCE_ATTR, life.running_at)
     if behaviour.unhealthy_after_s is not None and has_health_check(backend, task) \
             and ran >= behaviour.unhealthy_after_s:
         _set(task, "UNHEALTHY")
