@@ -21,7 +21,7 @@ import botocore.exceptions
 from botocore.config import Config
 
 from delegate import log, metrics
-from delegate.ecs import credentials
+from delegate.ecs import credentials, keyref
 from delegate.ecs.credentials import Keys, SessionCache
 from delegate.ecs.inputs import AwsAccess
 from delegate.errors import AwsError, AwsPermanentError, AwsTransientError
@@ -97,8 +97,11 @@ class Aws:
         self._role_arn = access.role_arn
         self._external_id = access.external_id.get_secret_value() if access.external_id else None
         self._role_lock = asyncio.Lock()
+        self._ref = access.credentials_ref  # keys kept in Secrets Manager or SSM (keyref.py)
 
     async def call(self, service: str, operation: str, /, **params: Any) -> dict[str, Any]:
+        if self._ref is not None and self._keys is None:
+            await self._resolve_ref()
         source, keys = self._base, self._keys
         if self._role_arn is not None:
             source, keys = await self._assume()
@@ -156,8 +159,20 @@ class Aws:
                 "the external id.", exc.code, exc.operation,
             ) from None
 
+    async def _resolve_ref(self) -> None:
+        assert self._ref is not None
+        async with self._role_lock:
+            if self._keys is None:
+                own = Aws.__new__(Aws)  # the delegate's own role reads the reference
+                own.region, own._keys, own._base = self.region, None, credentials.base_key(None)
+                own._role_arn, own._external_id, own._ref = None, None, None
+                own._role_lock = asyncio.Lock()
+                self._keys = await keyref.resolve(own, self._ref)
+                self._base = credentials.base_key(self._keys)
+
     def _base_aws(self) -> Aws:
         base = Aws.__new__(Aws)
         base.region, base._keys, base._base = self.region, self._keys, self._base
         base._role_arn, base._external_id, base._role_lock = None, None, self._role_lock
+        base._ref = None
         return base

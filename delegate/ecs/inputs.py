@@ -27,6 +27,7 @@ class AwsAccess(TaskInput):
     session_token: SecretStr | None = Field(default=None, alias="sessionToken")
     role_arn: str | None = Field(default=None, alias="roleArn")
     external_id: SecretStr | None = Field(default=None, alias="externalId")
+    credentials_ref: str | None = Field(default=None, alias="credentialsRef")
 
     @field_validator("region")
     @classmethod
@@ -50,6 +51,14 @@ class AwsAccess(TaskInput):
             raise ValueError("sessionToken needs accessKeyId and secretAccessKey")
         if self.external_id is not None and self.role_arn is None:
             raise ValueError("externalId is used only with roleArn")
+        if self.credentials_ref is not None:
+            if self.access_key_id is not None:
+                raise ValueError("credentialsRef names the keys: give it or accessKeyId, not both")
+            ref = self.credentials_ref
+            if not (ref.startswith(("secretsmanager:", "ssm:"))
+                    or (ref.startswith("arn:") and (":secretsmanager:" in ref or ":parameter/" in ref))):
+                raise ValueError("credentialsRef: give secretsmanager:NAME, ssm:/PARAMETER, or the "
+                                 "secret's or parameter's ARN")
         return self
 
 
