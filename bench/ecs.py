@@ -99,7 +99,9 @@ class World:
     def deploy_data(self, name: str, desired: int, image: str) -> dict[str, Any]:
         return {"infrastructure": {"region": ecs_demo.REGION, "cluster": self.cluster},
                 "taskDefinition": self.task_definition(name, image),
-                "serviceDefinition": self.service_definition(name, desired), "pollIntervalS": POLL_S}
+                "serviceDefinition": self.service_definition(name, desired), "pollIntervalS": POLL_S,
+                # ecs-deploy does not watch after completion; compare like with like
+                "verifyAfterCompletionS": 0}
 
 
 def _histogram(port: int, name: str) -> dict[float, float]:

@@ -3,6 +3,7 @@ deployment it started, through the manager on the local ECS."""
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -47,16 +48,15 @@ def test_a_rolling_deploy_records_its_service_deployment(world: EcsWorld, run: R
 
 
 @pytest.mark.parametrize(("strategy", "config", "shifts"), [
-    ("BLUE_GREEN", {"bake": 1}, ["production 100%"]),
-    ("LINEAR", {"bake": 1, "linearConfiguration": {"stepPercent": 50.0, "stepBakeTimeInMinutes": 1}},
-     ["production 50%", "production 100%"]),
-    ("CANARY", {"bake": 1, "canaryConfiguration": {"canaryPercent": 20.0, "canaryBakeTimeInMinutes": 1}},
-     ["production 20%", "production 100%"]),
+    ("BLUE_GREEN", {}, ["100"]),
+    ("LINEAR", {"linearConfiguration": {"stepPercent": 50.0, "stepBakeTimeInMinutes": 1}}, ["50", "100"]),
+    ("CANARY", {"canaryConfiguration": {"canaryPercent": 20.0, "canaryBakeTimeInMinutes": 1}}, ["20", "100"]),
 ])
 def test_each_strategy_deploys_and_is_judged_by_its_service_deployment(
-        native_world: NativeWorld, run: Run, strategy: str, config: dict[str, Any],
+        native_world: NativeWorld, run: Run, ecs_aws: LocalAws, strategy: str, config: dict[str, Any],
         shifts: list[str]) -> None:
     w = native_world
+    config = {**config, "bake": math.ceil(1.0 / ecs_aws.timing.minute_s)}  # about a second of bake time
     first = run("ECS_ROLLING_DEPLOY", native_data(w, "app:1", strategy, **config))
     assert first["status"] == "SUCCEEDED", log_text(first)
 
@@ -70,8 +70,9 @@ def test_each_strategy_deploys_and_is_judged_by_its_service_deployment(
     assert out["finishedAt"]
     text = log_text(task)
     assert f"following service deployment {arn}" in text
-    said = [s for s in ("production 20%", "production 50%", "production 100%") if s in text]
+    said = [s for s in ("20", "50", "100") if f"shifted {s}% of production traffic" in text]
     assert said == shifts, text
+    assert "traffic to the new revision: production 100%" in text
     assert "stage BAKE_TIME" in text, text
     assert w.green_weight() == 100
     assert w.service()["taskDefinition"] == out["taskDefinitionArn"]
