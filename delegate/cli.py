@@ -1,11 +1,17 @@
-"""`harness-delegate`: run the delegate (the default), or one of its helper commands.
+"""`harness-delegate`: run the delegate (the default), or install it as an ECS service.
 
-Configuration comes only from the environment (the ECS task spec). A bad environment exits with
-code 3 and one message naming every bad variable, before anything else happens.
+    harness-delegate [run]          run the delegate in the foreground until SIGTERM
+    harness-delegate install-ecs    register the task definition and run it as an ECS service
+                                    (`harness-delegate install-ecs --help` for its options)
+
+The delegate is configured only by its environment (the ECS task spec sets it); the variables are
+listed below. A bad environment exits 3 with one message naming every bad variable, before
+anything else happens.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import sys
@@ -17,6 +23,49 @@ from delegate.identity import Registration
 
 #: set by the watcher (or by a first run) so that INIT_SCRIPT runs once per container
 INIT_DONE_ENV = "HARNESS_INIT_SCRIPT_DONE"
+EXIT_USAGE = 2
+
+_EXAMPLES = """\
+examples:
+  ACCOUNT_ID=acct DELEGATE_TOKEN=<32 hex> MANAGER_HOST_AND_PORT=https://manager:443 \\
+      harness-delegate run
+  harness-delegate install-ecs --cluster prod --service-name harness-delegate --spec ecs-task-spec.json
+
+exit codes: 0 stopped (SIGTERM, or drained for the watcher), 1 a part crashed or the manager
+stayed unreachable for 15 minutes (restart me), 2 bad command line, 3 bad environment (restarting
+will not help), 4 the manager deleted this delegate (do not restart)"""
+
+
+def environment_help() -> str:
+    """The variables the delegate reads, from the settings object itself (so it cannot drift)."""
+    lines = ["environment (the ECS task spec's variables; names are case-insensitive):"]
+    for name, field in config.Settings.model_fields.items():
+        env = config.env_name(name)
+        if field.is_required():
+            what = "required"
+        elif field.default_factory is not None:
+            what = "default: computed"
+        else:
+            default = field.default
+            what = f"default: {getattr(default, 'value', default)!s}" if default is not None else "optional"
+        description = (field.description or "").removeprefix(env).lstrip(":, ")
+        note = f"; {description}" if description else ""
+        lines.append(f"  {env:38} {what}{note}")
+    lines.append("  DELEGATE_TOKEN or ACCOUNT_SECRET is required (32 hex characters)")
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    epilog = f"{environment_help()}\n\n{_EXAMPLES}"
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(prog="harness-delegate", description=__doc__, epilog=epilog,
+                                formatter_class=fmt)
+    p.add_argument("--version", action="version", version=f"harness-delegate {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="{run,install-ecs}")
+    sub.add_parser("run", help="run the delegate (the default)", formatter_class=fmt,
+                   description="Run the delegate in the foreground until SIGTERM.", epilog=epilog)
+    sub.add_parser("install-ecs", help="install the delegate as an ECS service", add_help=False)
+    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,13 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         install = importlib.import_module("delegate.install.cli")
         return int(install.main(args[1:]))
-    if args and args[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0
-    if args and args[0] != "run":
-        print(f"harness-delegate: unknown command {args[0]!r}; commands: run, install-ecs",
-              file=sys.stderr)
-        return 2
+    try:
+        _parser().parse_args(args)
+    except SystemExit as exc:  # --help / --version (0) or a usage error, already printed
+        return 0 if exc.code in (0, None) else EXIT_USAGE
     return run()
 
 

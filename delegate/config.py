@@ -238,7 +238,7 @@ class _GivenEnvironment(EnvSettingsSource):
         return {key.lower(): value for key, value in self._given.items()}
 
 
-def _env_name(field: str) -> str:
+def env_name(field: str) -> str:
     if field == "hostname":
         return "DELEGATE_HOSTNAME"
     return field.upper()
@@ -279,7 +279,7 @@ def describe(exc: ValidationError, *, missing_token: bool = False) -> str:
             if msg not in problems:
                 problems.append(msg)
             continue
-        problems.append(f"{_env_name(field)}: {msg}")
+        problems.append(f"{env_name(field)}: {msg}")
     if missing_token and _NO_TOKEN not in problems:
         problems.append(_NO_TOKEN)
     return "invalid delegate configuration: " + "; ".join(problems)

@@ -4,8 +4,18 @@ Starts the local manager, the local ECS, one delegate from the checkout configur
 task spec configures it, shows it Connected in its group, runs a task through it, performs a real
 rolling deployment of a sample service (its progress printed as it comes), and stops everything
 cleanly.
-Exit 0 only if every step worked. With `--serve` it keeps running (printing the delegates page URL)
-until Ctrl-C.
+Exit 0 only if every step worked, 1 if a step failed (it says which and why), 2 on a wrong option.
+
+Examples:
+    scripts/demo                 run it all once, then stop (what CI runs)
+    scripts/demo --serve         then keep the stack up until Ctrl-C, printing how to reach it: the
+                                 manager's URL, its data dir, where the API key is, how to submit
+    scripts/demo --keep          keep the stack's directory afterwards (manager data, delegate work
+                                 dir, both processes' logs in manager.log and delegate.log)
+
+Environment read: none of its own. The delegate it starts gets the ECS task spec's variables
+(ACCOUNT_ID, DELEGATE_TOKEN, MANAGER_HOST_AND_PORT, ...) from the manager, and variables of yours
+that start with DELEGATE_ or ACCOUNT_ are not passed on to it.
 """
 
 from __future__ import annotations
@@ -73,8 +83,9 @@ def task_spec_env(manager_env: dict[str, str], work_dir: Path) -> dict[str, str]
 class Stack:
     """What the demo started, so that all of it is stopped whatever happens."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, keep: bool = False) -> None:
         self.base = base
+        self.keep = keep
         self.manager = Manager(base / "manager")
         self.delegate: Process | None = None
         self.aws: Any = None  # devstack.aws.server.LocalAws, imported when started (moto is slow)
@@ -82,9 +93,34 @@ class Stack:
     def stop(self) -> None:
         if self.delegate is not None:
             self.delegate.stop()
+            self._save("delegate.log", self.delegate)
         if self.aws is not None:
             self.aws.stop()
+        process = self.manager.process
         self.manager.stop()
+        self._save("manager.log", process)
+        if self.keep:
+            print(f"\nkept: {self.base} (manager data in manager/, logs in *.log)")
+
+    def _save(self, name: str, process: Process | None) -> None:
+        if self.keep and process is not None:
+            (self.base / name).write_text("\n".join(process.lines) + "\n", encoding="utf-8")
+
+
+def serve_banner(url: str, data_dir: Path, kept: bool) -> str:
+    """How to reach the running stack: the pages, the data dir, the API key, a task to submit."""
+    env_file = data_dir / "delegate.env"
+    return "\n".join([
+        "",
+        f"manager:        {url}   (Delegates page: {url}/ui/delegates, tasks: {url}/ui/tasks)",
+        f"data dir:       {data_dir}" + ("" if kept else "   (removed at exit; --keep keeps it)"),
+        f"API key:        DEVSTACK_API_KEY in {env_file} (with MANAGER_HOST_AND_PORT);",
+        "                send it as 'Authorization: Bearer <key>' to /api/setup/...",
+        "submit a task:  .venv/bin/devstack task submit --data-dir "
+        f"{data_dir} --type SHELL_SCRIPT --data '{{\"script\": \"echo hi\"}}'",
+        f"follow it:      .venv/bin/devstack task show <task id> --data-dir {data_dir} --follow",
+        "Ctrl-C to stop.",
+    ])
 
 
 def connected_member(manager: Manager) -> dict[str, Any] | None:
@@ -97,15 +133,24 @@ def connected_member(manager: Manager) -> dict[str, Any] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__)
-    parser.add_argument("--serve", action="store_true", help="keep running until Ctrl-C")
+    parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--serve", action="store_true",
+                        help="keep the stack running until Ctrl-C, printing how to reach it")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the stack's directory (data, work dir, logs) afterwards")
     args = parser.parse_args(argv)
+    if args.keep:
+        return _run_stack(args, Stack(Path(tempfile.mkdtemp(prefix="delegate-demo-")), keep=True))
     with tempfile.TemporaryDirectory(prefix="delegate-demo-") as tmp:
-        stack = Stack(Path(tmp))
-        try:
-            return run(args, stack)
-        finally:
-            stack.stop()
+        return _run_stack(args, Stack(Path(tmp)))
+
+
+def _run_stack(args: argparse.Namespace, stack: Stack) -> int:
+    try:
+        return run(args, stack)
+    finally:
+        stack.stop()
 
 
 def run(args: argparse.Namespace, stack: Stack) -> int:
@@ -154,8 +199,7 @@ def run(args: argparse.Namespace, stack: Stack) -> int:
             raise RuntimeError(f"deploy ended {outcome['status']}: {outcome.get('errorMessage')}")
 
     if args.serve:
-        print(f"\nDelegates page: {manager.url}/ui/delegates   (tasks: {manager.url}/ui/tasks)")
-        print("Ctrl-C to stop.", flush=True)
+        print(serve_banner(manager.url, manager.data_dir, stack.keep), flush=True)
         stop = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -10,6 +10,14 @@ watcher with DELEGATE_STORAGE_URL=<manager>/storage picks the version up at its 
 
 Without `--key`, it signs with a development key made on first use in `<data dir>/signing/`
 (0600); a watcher trusts it only when told to (WATCHER_TRUSTED_KEYS, printed after publishing).
+Reads no environment; the manager's URL comes from `<data dir>/delegate.env` when it is there.
+
+Examples:
+  devstack publish --data-dir data --version 1.2.0
+  devstack publish --data-dir data --kind watcher --version 1.2.0 --key release.pem
+
+Exit codes: 0 published (prints the check line and the variables to give the watcher), 2 bad
+arguments or publishing failed (the message says which file or key).
 """
 
 from __future__ import annotations

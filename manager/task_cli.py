@@ -3,8 +3,16 @@
   harness-manager task submit --data-dir DIR --type SHELL_SCRIPT --data '{"script": "echo hi"}'
   harness-manager task show TASK_ID --data-dir DIR [--follow]
 
-Reads the manager's address and API key from DIR/delegate.env. `show` exits 0 when the task
-SUCCEEDED, 1 otherwise (2 when the manager could not be asked).
+Reads the manager's address and API key from DIR/delegate.env (the manager writes it there:
+MANAGER_HOST_AND_PORT, DEVSTACK_API_KEY); no other environment.
+
+Examples:
+  harness-manager task submit --data-dir data --type SHELL_SCRIPT --data '{"script": "uname -a"}'
+  harness-manager task show 3f0c... --data-dir data --follow
+
+Exit codes: `submit` 0 (the task id is printed); `show` 0 when the task SUCCEEDED, 1 when it is in
+any other state; both 2 when the manager could not be asked (or bad arguments), 3 when there is no
+task with that id.
 """
 
 from __future__ import annotations
@@ -22,25 +30,34 @@ FINAL = {"SUCCEEDED", "FAILED", "ERRORED", "EXPIRED", "ABORTED"}
 HTTP_TIMEOUT_S = 10.0
 FOLLOW_INTERVAL_S = 0.5
 EXIT_TROUBLE = 2
+EXIT_NO_SUCH_TASK = 3
 
 
 class CliError(Exception):
     """Something the user must fix; the message says what."""
 
 
+class NoSuchTask(CliError):
+    """The manager answered 404 for the task id."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="task_command", required=True)
-    submit = sub.add_parser("submit", help="submit a task; prints its id")
-    submit.add_argument("--data-dir", type=Path, required=True)
+    fmt = argparse.RawDescriptionHelpFormatter
+    data_dir_help = "the manager's data dir (its delegate.env holds the URL and API key)"
+    submit = sub.add_parser("submit", help="submit a task; prints its id", description=__doc__,
+                            formatter_class=fmt)
+    submit.add_argument("--data-dir", type=Path, required=True, help=data_dir_help)
     submit.add_argument("--type", dest="task_type", required=True, help="e.g. SHELL_SCRIPT")
     submit.add_argument("--data", required=True, help="the task data as a JSON object")
     submit.add_argument("--selector", action="append", default=[], dest="selectors",
                         help="a delegate tag, name or group name (repeatable)")
     submit.add_argument("--timeout-ms", type=int, default=600_000)
     submit.add_argument("--group", default=None, help="only delegates of this group")
-    show = sub.add_parser("show", help="print a task's status and log")
+    show = sub.add_parser("show", help="print a task's status and log", description=__doc__,
+                          formatter_class=fmt)
     show.add_argument("task_id")
-    show.add_argument("--data-dir", type=Path, required=True)
+    show.add_argument("--data-dir", type=Path, required=True, help=data_dir_help)
     show.add_argument("--follow", action="store_true", help="follow until a final state")
 
 
@@ -74,6 +91,9 @@ def call(env: dict[str, str], method: str, path: str, body: Any = None) -> Any:
             detail = "; ".join(m.get("message", "") for m in messages) or exc.reason
         except ValueError:
             detail = exc.reason
+        if exc.code == 404 and "/tasks/" in path:
+            raise NoSuchTask(f"no task {path.split('/tasks/', 1)[1].split('?')[0]!r} in the "
+                             f"manager at {env['MANAGER_HOST_AND_PORT']} ({detail})") from exc
         raise CliError(f"{method} {path}: {exc.code} {detail}") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise CliError(f"cannot reach the manager at {env['MANAGER_HOST_AND_PORT']}: {exc}") from exc
@@ -116,6 +136,9 @@ def show(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     try:
         return submit(args) if args.task_command == "submit" else show(args)
+    except NoSuchTask as exc:
+        print(f"harness-manager task: {exc}", file=sys.stderr)
+        return EXIT_NO_SUCH_TASK
     except CliError as exc:
         print(f"harness-manager task: {exc}", file=sys.stderr)
         return EXIT_TROUBLE

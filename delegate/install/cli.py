@@ -10,7 +10,18 @@ manager gave you (ACCOUNT_ID, DELEGATE_TOKEN, MANAGER_HOST_AND_PORT; `--account-
 spec, never from a flag (a flag would land in shell history and `ps`), and is never printed.
 AWS credentials and region come from the usual places (aws configure, AWS_PROFILE, AWS_REGION...).
 
-Exit codes: 0 installed, 1 an AWS step failed, 2 bad usage, 3 missing or bad delegate settings.
+Environment read: ACCOUNT_ID, DELEGATE_TOKEN (or ACCOUNT_SECRET), MANAGER_HOST_AND_PORT (unless
+--spec gives them); AWS_PROFILE, AWS_REGION / AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and the rest of boto3's usual variables.
+
+Examples:
+    harness-delegate install-ecs --cluster prod --service-name harness-delegate \
+        --spec ecs-task-spec.json --region eu-west-1
+    harness-delegate install-ecs --cluster prod --service-name harness-delegate --awsvpc \
+        --subnets subnet-a,subnet-b --security-groups sg-1 --spec harness-delegate-ecs.tar.gz
+
+Exit codes: 0 installed, 1 an AWS step failed, 2 bad usage, 3 missing or bad settings: the
+delegate's (ACCOUNT_ID, DELEGATE_TOKEN, MANAGER_HOST_AND_PORT, the spec file) or the AWS region.
 """
 
 from __future__ import annotations
@@ -34,9 +45,8 @@ def _csv(value: str) -> tuple[str, ...]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="harness-delegate install-ecs",
-        description="Register the delegate's task definition and run it as an ECS service.",
-        epilog="The delegate token comes from DELEGATE_TOKEN or the spec file, never a flag.")
+        prog="harness-delegate install-ecs", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cluster", required=True, help="the ECS cluster to run the delegate in")
     p.add_argument("--service-name", required=True, help="the ECS service to create or update")
     p.add_argument("--desired-count", type=int, default=1, help="delegate tasks to run (default 1)")

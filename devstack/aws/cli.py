@@ -3,6 +3,15 @@
 Prints `local AWS ready at http://HOST:PORT` once serving; stops on SIGTERM or SIGINT (exit 0).
 Point clients at it with AWS_ENDPOINT_URL=http://HOST:PORT, dummy credentials, region us-east-1.
 Markers and timings: docs/local-ecs.md.
+
+Environment read: moto's own (MOTO_*; MOTO_IAM_LOAD_MANAGED_POLICIES defaults to true here).
+
+Examples:
+  devstack aws --port 4566
+  AWS_ENDPOINT_URL=http://127.0.0.1:4566 AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x \
+      aws --region us-east-1 ecs list-clusters
+
+Exit codes: 0 stopped by SIGTERM or SIGINT, 2 bad command line.
 """
 
 from __future__ import annotations
