@@ -21,7 +21,7 @@ from delegate.channel import ChannelSettings, WatcherChannel
 from delegate.client import ManagerClient
 from delegate.config import Settings
 from delegate.connection import Connection
-from delegate.errors import DelegateError, SelfDestruct, Superseded
+from delegate.errors import DelegateError, SelfDestruct, Superseded, TokenRevoked
 from delegate.health import HealthServer
 from delegate.identity import Registration
 from delegate.liveness import Liveness
@@ -60,6 +60,7 @@ class ExitCode(enum.IntEnum):
     CRASHED = 1  # a supervised part died: restart me
     CONFIG = 3  # bad environment: restarting will not help
     SELF_DESTRUCT = 4  # the manager told this delegate to go away: do not restart
+    TOKEN_REVOKED = 5  # the manager refused the token as revoked or expired: do not restart
 
 
 class Agent:
@@ -168,8 +169,13 @@ class Agent:
             return ExitCode.CRASHED
         exc = task.exception()
         if exc is not None and _contains(exc, SelfDestruct):
-            _log.warning("delegate.self_destruct", note="the manager removed this delegate")
+            _log.warning("delegate.self_destruct", note="the manager removed this delegate",
+                         reason=_first(exc, SelfDestruct))
             return ExitCode.SELF_DESTRUCT
+        if exc is not None and _contains(exc, TokenRevoked):
+            _log.error("delegate.token_revoked", note="the manager refused the delegate token as "
+                       "revoked or expired; install a new one (DELEGATE_TOKEN)")
+            return ExitCode.TOKEN_REVOKED
         if exc is not None and _contains(exc, Superseded):
             _log.warning("delegate.superseded", note="another process registered as this "
                          "delegate; finishing what runs, then exiting")
@@ -197,7 +203,8 @@ class Agent:
         await self._supervisor.cancel_all("delegate shutting down")
         # After a watcher handover the newer process owns the registration: leave it registered.
         handed_over = self.channel is not None and self.channel.handed_over
-        if code != ExitCode.SELF_DESTRUCT and not handed_over and not self._superseded:
+        if code not in (ExitCode.SELF_DESTRUCT, ExitCode.TOKEN_REVOKED) and not handed_over \
+                and not self._superseded:
             try:
                 await asyncio.shield(asyncio.wait_for(self.registrar.unregister(), 2.0))
             except (DelegateError, TimeoutError) as exc:
@@ -206,6 +213,15 @@ class Agent:
         await self.client.close()
         _log.info("agent.stopped", exit_code=int(code), seconds=round(time.monotonic() - t0, 3),
                   unsent_results=len(self.sender.unsent))
+
+
+def _first(exc: BaseException, kind: type[BaseException]) -> str:
+    """The message of the first `kind` inside `exc` (which may be an exception group)."""
+    if isinstance(exc, kind):
+        return str(exc)
+    if isinstance(exc, BaseExceptionGroup):
+        return next((m for e in exc.exceptions if (m := _first(e, kind))), "")
+    return ""
 
 
 def _contains(exc: BaseException, kind: type[BaseException]) -> bool:

@@ -8,6 +8,7 @@ caller's business (through `retry.py`), because only the caller knows what a ret
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -21,6 +22,8 @@ from delegate.errors import (
     ManagerRejected,
     ManagerUnavailable,
     ProtocolViolation,
+    SelfDestruct,
+    TokenRevoked,
 )
 from delegate.identity import Identity
 from protocol import wire
@@ -39,6 +42,8 @@ class ManagerClient:
         self._tokens = tokens
         #: delegate id -> its connection credential (`delegateConnectionId`) from registration
         self._connections: dict[str, str] = {}
+        #: when the manager started refusing the token (monotonic), None while it accepts it
+        self._auth_failing_since: float | None = None
         self._base = settings.manager_host_and_port
         self._proxy = settings.proxy_for(self._base)
         self._timeout = aiohttp.ClientTimeout(total=settings.delegate_request_timeout_s)
@@ -115,8 +120,12 @@ class ManagerClient:
                 f"{endpoint}: manager answered {status} {self._message(envelope)}{hint}",
                 retry_after_s=_float_or_none(retry_after),
             )
+        if status != 401:
+            self._auth_failing_since = None
         if status >= 400:
             code, message = self._code(envelope), self._message(envelope)
+            if status == 401:
+                self._token_refused(endpoint, code)
             if status in (401, 403):
                 raise AuthRejected(
                     f"{endpoint}: manager refused the delegate token ({status} {code}). "
@@ -128,6 +137,21 @@ class ManagerClient:
         if envelope is None:
             raise ProtocolViolation(f"{endpoint}: answer {status} is not a JSON envelope")
         return envelope
+
+    def _token_refused(self, endpoint: str, code: str | None) -> None:
+        """REVOKED_TOKEN / EXPIRED_TOKEN end the delegate (TokenRevoked); INVALID_TOKEN without a
+        break for `delegate_auth_failure_limit_s` is a self-destruct, not a retry forever."""
+        if code in ("REVOKED_TOKEN", "EXPIRED_TOKEN"):
+            raise TokenRevoked(f"{endpoint}: the manager says {code}: install a new delegate "
+                               "token (DELEGATE_TOKEN) and start a new task")
+        now = time.monotonic()
+        if self._auth_failing_since is None:
+            self._auth_failing_since = now
+        elif now - self._auth_failing_since > self._settings.delegate_auth_failure_limit_s:
+            raise SelfDestruct(
+                f"{endpoint}: the manager has refused the delegate token for "
+                f"{now - self._auth_failing_since:.0f} s (DELEGATE_AUTH_FAILURE_LIMIT_S="
+                f"{self._settings.delegate_auth_failure_limit_s:g}); check DELEGATE_TOKEN")
 
     @staticmethod
     def _decode(endpoint: str, status: int, text: str) -> dict[str, Any] | None:

@@ -120,6 +120,8 @@ class Settings(BaseSettings):
     )
     delegate_request_timeout_s: float = Field(default=15.0, gt=0)
     delegate_shutdown_budget_s: float = Field(default=4.0, gt=0)
+    #: the manager refusing the token (401 INVALID_TOKEN) this long without a break: self-destruct
+    delegate_auth_failure_limit_s: float = Field(default=600.0, gt=0)
     delegate_profile_interval_s: float = Field(default=180.0, gt=0)
     # --- set by the watcher for the process it starts (docs/watcher.md); unset without a watcher ---
     harness_watcher_channel_dir: Path | None = None

@@ -56,6 +56,10 @@ class SelfDestruct(PermanentError):
     """The manager told this delegate to go away (action SELF_DESTRUCT)."""
 
 
+class TokenRevoked(PermanentError):
+    """The manager refused the delegate token as revoked or expired: a new token is needed."""
+
+
 class Superseded(PermanentError):
     """Another process registered as this delegate: finish what runs, take nothing new, exit 0."""
 

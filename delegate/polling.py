@@ -16,7 +16,13 @@ from typing import Any, Protocol
 from delegate import log
 from delegate.client import ManagerClient
 from delegate.config import Settings
-from delegate.errors import DelegateError, ManagerRejected, SelfDestruct, Superseded
+from delegate.errors import (
+    DelegateError,
+    ManagerRejected,
+    SelfDestruct,
+    Superseded,
+    TokenRevoked,
+)
 from delegate.liveness import Liveness
 from delegate.metrics import Metrics
 from delegate.registration import Registrar
@@ -70,7 +76,7 @@ class Poller:
             await self._registrar.ensure()
             self._metrics.heartbeats_sent.inc()
             answer = await self._client.heartbeat(self._registrar.params())
-        except SelfDestruct:
+        except (SelfDestruct, TokenRevoked):
             raise
         except ManagerRejected as exc:
             self._metrics.heartbeats_failed.inc()
@@ -98,7 +104,7 @@ class Poller:
             try:
                 delegate_id = await self._registrar.ensure()
                 await fetch_events(self._client, delegate_id, self._sink, "poll")
-            except SelfDestruct:
+            except (SelfDestruct, TokenRevoked):
                 raise
             except ManagerRejected as exc:
                 if exc.code == "DELEGATE_SUPERSEDED":

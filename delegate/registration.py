@@ -16,7 +16,14 @@ from typing import Protocol
 from delegate import __version__, log, retry
 from delegate.client import ManagerClient
 from delegate.config import Settings
-from delegate.errors import AuthRejected, DelegateError, ManagerRejected, SelfDestruct, TransientError
+from delegate.errors import (
+    AuthRejected,
+    DelegateError,
+    ManagerRejected,
+    SelfDestruct,
+    TokenRevoked,
+    TransientError,
+)
 from delegate.identity import Registration
 from delegate.liveness import Liveness
 from delegate.metrics import Metrics
@@ -119,7 +126,7 @@ class Registrar:
     async def _attempt(self) -> None:
         try:
             await self.register()
-        except SelfDestruct:
+        except (SelfDestruct, TokenRevoked):
             raise
         except AuthRejected as exc:
             self._liveness.failed(str(exc))
@@ -136,7 +143,7 @@ class Registrar:
             try:
                 await self.ensure()
                 await self.register(keep_alive=True)
-            except SelfDestruct:
+            except (SelfDestruct, TokenRevoked):
                 raise
             except DelegateError as exc:
                 self._liveness.failed(str(exc))

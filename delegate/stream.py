@@ -26,6 +26,7 @@ from delegate.errors import (
     ManagerUnavailable,
     SelfDestruct,
     Superseded,
+    TokenRevoked,
     TransientError,
 )
 from delegate.liveness import Liveness
@@ -40,6 +41,30 @@ STREAM_POLICY = retry.RetryPolicy(
     initial_s=0.25, max_backoff_s=1.0, max_attempts=None, max_total_s=900.0,
     retry_on=(TransientError, ManagerRejected),
 )
+
+
+#: the real manager's plain-string stream messages (also accepted as a JSON `eventType`)
+MANAGER_WORDS = ("REVOKED_TOKEN", "EXPIRED_TOKEN", "INVALID_TOKEN", "SELF_DESTRUCT", "MIGRATE")
+
+
+def manager_says(word: str, delegate_id: str | None) -> None:
+    """Act on a plain-string message: raise what ends the delegate, or log and go on."""
+    if word in ("REVOKED_TOKEN", "EXPIRED_TOKEN"):
+        raise TokenRevoked(f"the manager sent {word} on the stream: install a new delegate token "
+                           "(DELEGATE_TOKEN) and start a new task")
+    if word == "INVALID_TOKEN":
+        raise SelfDestruct("the manager sent INVALID_TOKEN on the stream")
+    if word.startswith("SELF_DESTRUCT"):
+        target = word[len("SELF_DESTRUCT"):]
+        if not target or target == delegate_id:
+            raise SelfDestruct(f"the manager sent {word} on the stream")
+        _log.info("stream.self_destruct_for_another", target=target[:64])
+        return
+    if word.startswith("MIGRATE"):
+        # not acted on yet (docs/protocol.md): this delegate keeps its manager
+        _log.warning("stream.migrate_ignored", url=word[len("MIGRATE"):][:200])
+        return
+    _log.warning("stream.unknown_message", first_bytes=word[:60])
 
 
 class Stream:
@@ -150,6 +175,9 @@ class Stream:
                     return
 
     def _on_text(self, data: str) -> None:
+        if data[:1] != "{":
+            manager_says(data.strip(), self._registrar.registration.delegate_id)
+            return
         try:
             message: Any = json.loads(data)
             kind = message.get("eventType") if isinstance(message, dict) else None
@@ -183,5 +211,7 @@ class Stream:
             raise SelfDestruct("the manager sent SelfDestruct on the stream")
         elif kind == wire.StreamEventType.SUPERSEDED:
             raise Superseded("another process registered as this delegate")
+        elif isinstance(kind, str) and kind in MANAGER_WORDS:
+            manager_says(kind, self._registrar.registration.delegate_id)
         else:
             _log.warning("stream.unknown_event", event_type=str(kind))

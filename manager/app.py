@@ -26,7 +26,16 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from manager import agent_api, pages, profiles, setup_api, storage, stream, taskspec
+from manager import (
+    agent_api,
+    pages,
+    profiles,
+    setup_api,
+    storage,
+    stream,
+    taskspec,
+    tokens_api,
+)
 from manager.core import MANAGER, Manager
 from manager.db import Account, DatabaseUnavailable
 from manager.envelope import CLIENT_MAX_SIZE, error_middleware
@@ -42,6 +51,7 @@ ROUTES: tuple[Callable[[web.Application], None], ...] = (
     pages.add_routes,
     storage.add_routes,
     taskspec.add_routes,
+    tokens_api.add_routes,
 )
 
 SHUTDOWN_TIMEOUT_S = 5.0

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from manager.db import Account
 from manager.envelope import ApiError
+from manager.tokens import ACTIVE, REVOKED, DelegateTokens
 from protocol.auth import TokenRejected, decrypt
 
 _REJECTED = "the delegate token is missing, expired or not this account's; check DELEGATE_TOKEN"
@@ -26,32 +27,46 @@ _LEEWAY_S = 60
 
 
 DEFAULT_TOKEN_NAME = "default"  # noqa: S105 (a name, not a secret)
+_REVOKED = "the delegate token this delegate uses was revoked; install a new one (DELEGATE_TOKEN)"
+_EXPIRED = "the delegate token this delegate uses has expired; install a new one (DELEGATE_TOKEN)"
 
 
 class AgentAuth:
-    def __init__(self, account: Account, audience: Callable[[], str]) -> None:
+    def __init__(self, account: Account, tokens: DelegateTokens,
+                 audience: Callable[[], str]) -> None:
         self._account = account
+        self._tokens = tokens
         self._audience = audience  # the manager's public URL: what a delegate's `aud` must name
-        #: JWE -> (valid until, token name)
+        #: JWE -> (valid until, token name); only tokens that were ACTIVE
         self._valid: dict[str, tuple[float, str]] = {}
+
+    def forget(self) -> None:
+        """A token was revoked or rotated: check every JWE again."""
+        self._valid.clear()
 
     def check_token(self, token: str) -> str:
         """The name of the delegate token `token` was made with; 401 unless it is a current JWE
-        of this account, made for `audience`, living no longer than a delegate token may."""
+        of this account, made for `audience`, living no longer than a delegate token may, under
+        a token that is neither revoked (REVOKED_TOKEN) nor expired (EXPIRED_TOKEN)."""
         now = time.time()
         cached = self._valid.get(token)
-        if cached is not None and now <= cached[0]:
+        if cached is not None and now <= cached[0] and self._tokens.usable(cached[1], now):
             return cached[1]
-        try:
-            claims = decrypt(token, token_hex=self._account.delegate_token,
-                             account_id=self._account.account_id, now=now, leeway_s=_LEEWAY_S,
-                             audience=self._audience())
-        except TokenRejected as exc:
-            raise ApiError(401, "INVALID_TOKEN", _REJECTED) from exc
-        if len(self._valid) >= _CACHE_MAX:
-            self._valid.clear()
-        self._valid[token] = (float(claims["exp"]) + _LEEWAY_S, DEFAULT_TOKEN_NAME)
-        return DEFAULT_TOKEN_NAME
+        for secret, name, state in self._tokens.candidates(int(now * 1000)):
+            try:
+                claims = decrypt(token, token_hex=secret, account_id=self._account.account_id,
+                                 now=now, leeway_s=_LEEWAY_S, audience=self._audience())
+            except TokenRejected:
+                continue
+            if state == REVOKED:
+                raise ApiError(401, "REVOKED_TOKEN", _REVOKED)
+            if state != ACTIVE:
+                raise ApiError(401, "EXPIRED_TOKEN", _EXPIRED)
+            if len(self._valid) >= _CACHE_MAX:
+                self._valid.clear()
+            self._valid[token] = (float(claims["exp"]) + _LEEWAY_S, name)
+            return name
+        raise ApiError(401, "INVALID_TOKEN", _REJECTED)
 
     @staticmethod
     def _token(request: web.Request) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import structlog
 from pydantic import ValidationError
 
-from manager import task_cli
+from manager import task_cli, token_cli
 from manager.app import ManagerServer
 from manager.db import DatabaseUnavailable
 from manager.settings import ManagerSettings
@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (MANAGER_HOST, default 127.0.0.1)")
     parser.add_argument("--public-url", help="the URL delegates reach this manager at; goes into "
                         "every download (MANAGER_PUBLIC_URL)")
+    parser.add_argument("--key-file", type=Path, help="the key that encrypts delegate tokens at "
+                        "rest; replicas share one (MANAGER_KEY_FILE, default DATA_DIR/manager.key)")
     parser.add_argument("--tls-cert", dest="tls_cert_file", type=Path,
                         help="PEM certificate chain: serve https (MANAGER_TLS_CERT_FILE)")
     parser.add_argument("--tls-key", dest="tls_key_file", type=Path,
@@ -75,7 +77,8 @@ def configure_logging(level: str) -> None:
     )
 
 
-_SETTING_ARGS = ("port", "data_dir", "database_url", "host", "public_url", "tls_cert_file",
+_SETTING_ARGS = ("port", "data_dir", "database_url", "host", "public_url", "key_file",
+                 "tls_cert_file",
                  "tls_key_file", "trust_forwarded_headers", "disconnect_after_s", "ecs_stale_slot_s",
                  "task_orphan_s", "rebroadcast_s", "tick_s")
 
@@ -136,14 +139,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`harness-manager serve ...` | `harness-manager task ...`."""
+    """`harness-manager serve ...` | `task ...` | `token ...`."""
     parser = argparse.ArgumentParser(prog="harness-manager", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     add_arguments(sub.add_parser("serve", help="run the manager", description=__doc__))
     task_cli.add_arguments(sub.add_parser("task", help="submit and follow tasks",
                                           description=task_cli.__doc__))
+    token_cli.add_arguments(sub.add_parser(
+        "token", help="list, create, revoke and rotate delegate tokens",
+        description=token_cli.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     args = parser.parse_args(argv)
     if args.command == "task":
         return task_cli.run(args)
+    if args.command == "token":
+        return token_cli.run(args)
     return run(args)

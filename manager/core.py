@@ -13,13 +13,14 @@ import structlog
 from aiohttp import web
 
 from manager import db, store
-from manager.auth import AgentAuth
+from manager.auth import DEFAULT_TOKEN_NAME, AgentAuth
 from manager.delegates import DelegateRecord, Delegates
 from manager.dispatch import Dispatcher, matches
 from manager.hub import StreamHub
 from manager.identity import Connections, ConnectionStore
 from manager.settings import ManagerSettings
 from manager.tasks import NewTask, TaskStore, target
+from manager.tokens import DelegateTokens, TokenStore, load_or_create_key
 from protocol.wire import (
     DelegateParams,
     DelegateTaskAbortEvent,
@@ -34,8 +35,15 @@ class Manager:
     def __init__(self, settings: ManagerSettings) -> None:
         self.settings = settings
         self.conn: sqlite3.Connection = store.open_database(settings)
-        self.account = db.load_or_create_account(self.conn)
-        self.auth = AgentAuth(self.account, audience=lambda: self.public_url)
+        account = db.load_or_create_account(self.conn)
+        self.tokens = DelegateTokens(TokenStore(self.conn, load_or_create_key(settings.key_path)))
+        if account.delegate_token:  # the account's first token becomes `default`, encrypted
+            self.tokens.ensure_default(DEFAULT_TOKEN_NAME, account.delegate_token, db.now_ms())
+            self.conn.execute("UPDATE account SET delegate_token=''")
+        default = self.tokens.by_name.get(DEFAULT_TOKEN_NAME)
+        self.account = db.Account(account.account_id, default.secret if default else "",
+                                  account.api_key)
+        self.auth = AgentAuth(self.account, self.tokens, audience=lambda: self.public_url)
         self.connections = Connections(ConnectionStore(self.conn))
         self.delegates = Delegates(self.conn, disconnect_after_s=settings.disconnect_after_s,
                                    ecs_stale_slot_s=settings.ecs_stale_slot_s)
@@ -106,11 +114,42 @@ class Manager:
         if row is not None:
             await self._broadcast(row, db.now_ms())
 
+    # --- delegate tokens -----------------------------------------------------------------------
+
+    async def revoke_token(self, name: str) -> list[str]:
+        """Revoke: its delegates are told `REVOKED_TOKEN` and disconnected, what they ran is handed
+        back to the queue. Returns their ids."""
+        now = db.now_ms()
+        self.tokens.revoke(name, now)
+        self.auth.forget()
+        told = sorted(self.connections.delegates_of_token(name))
+        for delegate_id in told:
+            await self.hub.send_text(delegate_id, "REVOKED_TOKEN")
+            await self.hub.close(delegate_id, "delegate token revoked")
+            for row in self.tasks.running_on(delegate_id):
+                if row["requeue_on_loss"] and self.tasks.requeue(row["task_id"], row["timeout_ms"],
+                                                                 now):
+                    log.info("task.requeued", task_id=row["task_id"], reason="token revoked")
+                    await self.requeued(row["task_id"])
+            rec = self.delegates.get(delegate_id)
+            if rec is not None:
+                self.delegates.unregister(delegate_id)
+        return told
+
+    def rotate_token(self, name: str, grace_s: int) -> str:
+        t = self.tokens.rotate(name, db.now_ms(), grace_s)
+        self.auth.forget()
+        return t.secret
+
     # --- the periodic job ----------------------------------------------------------------------
 
     async def tick(self) -> None:
         """Disconnect marking, expiry, re-queueing lost tasks, rebroadcasting. Called every ~1 s."""
         now = db.now_ms()
+        before = {t.name: (t.status, t.secret) for t in self.tokens.by_name.values()}
+        self.tokens.reload()  # revocations made through another replica
+        if before != {t.name: (t.status, t.secret) for t in self.tokens.by_name.values()}:
+            self.auth.forget()
         if now - self.started_ms > self.settings.disconnect_after_s * 1000:
             self.delegates.mark_disconnected(now)
         self._expire(now)

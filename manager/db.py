@@ -114,6 +114,16 @@ CREATE TABLE IF NOT EXISTS delegate_connections (
     superseded_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS delegate_connections_delegate ON delegate_connections(delegate_id);
+CREATE TABLE IF NOT EXISTS delegate_tokens (
+    name TEXT PRIMARY KEY,
+    secret_enc TEXT NOT NULL,         -- base64 AES-256-GCM under the manager key (manager/tokens.py)
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER,
+    expires_at INTEGER,
+    previous_enc TEXT,                -- the secret before the last rotation, during its grace
+    previous_until INTEGER
+);
 CREATE TABLE IF NOT EXISTS profiles (
     profile_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -173,7 +183,9 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def load_or_create_account(conn: sqlite3.Connection) -> Account:
-    """The account made on first start; the same one on every later start with this data dir."""
+    """The account made on first start; the same one on every later start with this data dir.
+    Its first delegate token is returned but never written here: the caller stores it encrypted
+    (`manager/tokens.py`); an older database's plaintext one is moved there the same way."""
     row = conn.execute("SELECT account_id, delegate_token, api_key FROM account LIMIT 1").fetchone()
     if row is None:
         account = Account(
@@ -184,7 +196,7 @@ def load_or_create_account(conn: sqlite3.Connection) -> Account:
         conn.execute(
             "INSERT INTO account (account_id, delegate_token, api_key, created_at)"
             " VALUES (?, ?, ?, ?)",
-            (account.account_id, account.delegate_token, account.api_key, now_ms()),
+            (account.account_id, "", account.api_key, now_ms()),
         )
         return account
     return Account(row["account_id"], row["delegate_token"], row["api_key"])

@@ -33,7 +33,10 @@ class StreamHub:
 
     async def send(self, delegate_id: str, event: dict[str, Any]) -> int:
         """Send one event to every socket of a delegate; returns how many took it."""
-        text = json.dumps(event, separators=(",", ":"))
+        return await self.send_text(delegate_id, json.dumps(event, separators=(",", ":")))
+
+    async def send_text(self, delegate_id: str, text: str) -> int:
+        """A frame as it is: the real manager's plain-string messages (`REVOKED_TOKEN`, ...)."""
         sent = 0
         for ws in list(self._sockets.get(delegate_id, ())):
             if ws.closed:

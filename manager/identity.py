@@ -14,7 +14,7 @@ acquired, but acquire nothing more, and their streams are told to stop
 one drains, is the same path: the old one finishes its tasks and exits.
 
 Storage is the small `ConnectionStore` seam (SQLite here; another store implements the same five
-methods).
+methods; each replica keeps a cache and asks the store on a miss).
 """
 
 from __future__ import annotations
@@ -55,6 +55,11 @@ class DelegateConnection:
         return self.superseded_at is not None
 
 
+def _row(r: sqlite3.Row) -> DelegateConnection:
+    return DelegateConnection(r["connection_hash"], r["delegate_id"], r["token_name"],
+                              r["instance_id"], r["created_at"], r["superseded_at"])
+
+
 class ConnectionStore:
     """Where connection records live (SQLite)."""
 
@@ -62,9 +67,12 @@ class ConnectionStore:
         self._conn = conn
 
     def load_all(self) -> list[DelegateConnection]:
-        return [DelegateConnection(r["connection_hash"], r["delegate_id"], r["token_name"],
-                                   r["instance_id"], r["created_at"], r["superseded_at"])
-                for r in self._conn.execute("SELECT * FROM delegate_connections")]
+        return [_row(r) for r in self._conn.execute("SELECT * FROM delegate_connections")]
+
+    def get(self, connection_hash: str) -> DelegateConnection | None:
+        row = self._conn.execute("SELECT * FROM delegate_connections WHERE connection_hash=?",
+                                 (connection_hash,)).fetchone()
+        return None if row is None else _row(row)
 
     def insert(self, c: DelegateConnection) -> None:
         self._conn.execute(
@@ -102,7 +110,12 @@ class Connections:
     def find(self, delegate_id: str, secret: str) -> DelegateConnection | None:
         if not secret:
             return None
-        found = self._by_hash.get(digest(secret))
+        key = digest(secret)
+        found = self._by_hash.get(key)
+        if found is None:  # issued by another replica on the same database
+            found = self._store.get(key)
+            if found is not None:
+                self._by_hash[key] = found
         if found is None or not hmac.compare_digest(found.delegate_id, delegate_id):
             return None
         return found
@@ -159,6 +172,9 @@ class Connections:
         for h in [h for h, c in self._by_hash.items() if c.delegate_id == delegate_id]:
             del self._by_hash[h]
         self._store.delete_for(delegate_id)
+
+    def delegates_of_token(self, token_name: str) -> set[str]:
+        return {c.delegate_id for c in self._by_hash.values() if c.token_name == token_name}
 
     def token_name_of(self, delegate_id: str) -> str | None:
         current = [c for c in self._by_hash.values()

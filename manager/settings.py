@@ -38,6 +38,9 @@ class ManagerSettings(BaseSettings):
     port: int = Field(default=0, ge=0, le=65535)  # 0: the OS picks; `delegate.env` holds the real one
     #: the URL delegates and people reach this manager at (scheme://host[:port]); goes into downloads
     public_url: str | None = None
+    #: the 32-byte key that encrypts delegate tokens at rest (made at first start, 0600); replicas
+    #: on one database must share it. Default DATA_DIR/manager.key
+    key_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     #: behind a TLS-terminating load balancer: take the scheme and client address from
@@ -76,6 +79,12 @@ class ManagerSettings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.data_dir / "manager.sqlite3"
+
+    @property
+    def key_path(self) -> Path:
+        """The manager key: encrypts delegate tokens at rest. Back it up with the database;
+        replicas on one database share one (MANAGER_KEY_FILE)."""
+        return self.key_file or self.data_dir / "manager.key"
 
     @property
     def env_path(self) -> Path:

@@ -264,6 +264,11 @@ class TaskStore:
              task_id, expect))
         return cur.rowcount == 1
 
+    def running_on(self, delegate_id: str) -> list[sqlite3.Row]:
+        return self._conn.execute(
+            "SELECT * FROM tasks WHERE delegate_id=? AND status='STARTED'", (delegate_id,)
+        ).fetchall()
+
     def due_broadcasts(self, now: int, limit: int = 500) -> list[sqlite3.Row]:
         return self._conn.execute(
             "SELECT * FROM tasks WHERE status IN ('QUEUED','VALIDATING')"

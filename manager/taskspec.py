@@ -1,7 +1,7 @@
 """Install Delegate > ECS Task Spec: the download as an API and as a page form.
 
     GET /api/setup/delegates/ecs-task-spec?accountId=ID&delegateGroupName=G&awsvpc=false
-        [&profile=PROFILE_ID&hostname=H&region=R&awsAccountId=N&image=I]
+        [&tokenName=default&profile=PROFILE_ID&hostname=H&region=R&awsAccountId=N&image=I]
         Authorization: Bearer <API key>                 -> harness-delegate-ecs.tar.gz
 
     GET /ui/install-delegate                            -> the form (loopback page, no login)
@@ -18,7 +18,8 @@ import html
 
 from aiohttp import web
 
-from manager.auth import check_api_key
+from manager import db
+from manager.auth import DEFAULT_TOKEN_NAME, check_api_key
 from manager.core import MANAGER, Manager
 from manager.envelope import ApiError
 from manager.profiles import _profile
@@ -37,6 +38,15 @@ def _flag(request: web.Request, name: str) -> bool:
     raise ApiError(400, "INVALID_REQUEST", f"query '{name}': expected true or false, got {raw[:20]!r}")
 
 
+def _token(manager: Manager, name: str) -> str:
+    """The secret of the delegate token the user picked; it must be usable."""
+    t = manager.tokens.by_name.get(name)
+    if t is None or t.view(db.now_ms())["status"] != "ACTIVE":
+        raise ApiError(400, "INVALID_REQUEST", f"query 'tokenName': {name[:64]!r} is not an active "
+                       "delegate token; see GET /api/setup/delegate-tokens")
+    return t.secret
+
+
 def _download(request: web.Request, manager: Manager) -> web.Response:
     q = request.query
     account_id = q.get("accountId") or manager.account.account_id
@@ -50,7 +60,7 @@ def _download(request: web.Request, manager: Manager) -> web.Response:
     storage = f"{manager.public_url}/storage"
     inputs = taskspec.SpecInputs(
         account_id=account_id,
-        delegate_token=manager.account.delegate_token,
+        delegate_token=_token(manager, q.get("tokenName") or DEFAULT_TOKEN_NAME),
         manager_host_and_port=manager.public_url,  # configured, never the caller's Host header
         delegate_group_name=q.get("delegateGroupName") or None,
         profile_id=profile_id,

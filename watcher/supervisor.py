@@ -34,6 +34,7 @@ from watcher.upgrading import Upgrader
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_SELF_DESTRUCT = 4
+EXIT_TOKEN_REVOKED = 5  # the manager refused the delegate token as revoked or expired
 
 
 class Watcher:
@@ -230,6 +231,10 @@ class Watcher:
         elif code == EXIT_SELF_DESTRUCT:
             self.machine.fire(Event.SELF_DESTRUCT, "self-destruct: the manager removed this delegate")
             self._exit_code = EXIT_SELF_DESTRUCT
+        elif code == EXIT_TOKEN_REVOKED:
+            self.machine.fire(Event.SELF_DESTRUCT, "the manager refused the delegate token as revoked "
+                              "or expired: install a new DELEGATE_TOKEN and start a new task")
+            self._exit_code = EXIT_TOKEN_REVOKED
         elif code == EXIT_OK and child.killed_for is None:
             self.machine.fire(Event.EXITED_BY_ITSELF, "the delegate exited 0 by itself")
             self._exit_code = EXIT_OK

@@ -187,6 +187,7 @@ async def start_server(tmp_path: Path, tls_files: TlsFiles,
     tls: dict[str, Any] = {"tls_cert_file": tls_files.cert, "tls_key_file": tls_files.key}
     if database_url is not None:
         tls["database_url"] = database_url
+        tls["key_file"] = tmp_path / "manager.key"  # replicas on one database share the key
 
     async def start(data_dir: Path | None = None, **overrides: Any) -> ManagerServer:
         settings = ManagerSettings(data_dir=data_dir or tmp_path / "data",

@@ -1,0 +1,59 @@
+"""Named delegate tokens of a running manager: list, create, revoke, rotate.
+
+  harness-manager token list --data-dir DIR
+  harness-manager token create NAME --data-dir DIR [--valid-for-s N]   # prints the value once
+  harness-manager token revoke NAME --data-dir DIR
+  harness-manager token rotate NAME --data-dir DIR [--grace-s N]       # prints the new value
+
+Reads the manager's address and API key from DIR/delegate.env (a private CA: SSL_CERT_FILE).
+Exit 0 done, 2 when the manager could not be asked or refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from manager.task_cli import EXIT_TROUBLE, CliError, call, read_env
+
+BASE = "/api/setup/delegate-tokens"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="token_command", required=True)
+    for name, help_text in (("list", "list the tokens (never their values)"),
+                            ("create", "make a token; prints its value, this once"),
+                            ("revoke", "revoke: its delegates stop, their tasks are re-queued"),
+                            ("rotate", "a new value under the same name; prints it")):
+        p = sub.add_parser(name, help=help_text)
+        if name != "list":
+            p.add_argument("name")
+        p.add_argument("--data-dir", type=Path, required=True)
+        if name == "create":
+            p.add_argument("--valid-for-s", type=int, default=None,
+                           help="the token expires after this long (default: never)")
+        if name == "rotate":
+            p.add_argument("--grace-s", type=int, default=0,
+                           help="the old value keeps working this long (default 0)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        env = read_env(args.data_dir)
+        command = args.token_command
+        if command == "list":
+            for t in call(env, "GET", BASE)["tokens"]:
+                print(f"{t['name']:24} {t['status']:8} delegates={t['delegates']}")
+        elif command == "create":
+            body = {"name": args.name, "validForS": args.valid_for_s}
+            print(call(env, "POST", BASE, body)["value"])
+        elif command == "revoke":
+            told = call(env, "POST", f"{BASE}/{args.name}/revoke", {})["delegatesTold"]
+            print(f"revoked {args.name}; delegates told: {len(told)}")
+        else:
+            print(call(env, "POST", f"{BASE}/{args.name}/rotate", {"graceS": args.grace_s})["value"])
+    except CliError as exc:
+        print(f"harness-manager token: {exc}", file=sys.stderr)
+        return EXIT_TROUBLE
+    return 0
