@@ -49,7 +49,9 @@ async def fetch_events(client: ManagerClient, delegate_id: str, sink: EventSink,
         sink.on_events(answer.delegate_task_events, source)
 
 
-class Poller:
+class Link:
+    """What the stream and the poller are both built from (the agent makes one of the two)."""
+
     def __init__(self, settings: Settings, client: ManagerClient, registrar: Registrar,
                  liveness: Liveness, metrics: Metrics, sink: EventSink) -> None:
         self._s = settings
@@ -58,7 +60,14 @@ class Poller:
         self._liveness = liveness
         self._metrics = metrics
         self._sink = sink
+        #: short-lived tasks (the stream's sequence-file writes), kept until they are done
+        self._background: set[asyncio.Task[None]] = set()
 
+    def loops(self) -> dict[str, Coroutine[Any, Any, None]]:
+        raise NotImplementedError
+
+
+class Poller(Link):
     def loops(self) -> dict[str, Coroutine[Any, Any, None]]:
         return {"heartbeats": self.heartbeats(), "task_events": self.task_events()}
 

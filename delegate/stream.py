@@ -18,8 +18,6 @@ import aiohttp
 from pydantic import ValidationError
 
 from delegate import log, retry
-from delegate.client import ManagerClient
-from delegate.config import Settings
 from delegate.errors import (
     DelegateError,
     ManagerRejected,
@@ -29,10 +27,7 @@ from delegate.errors import (
     TokenRevoked,
     TransientError,
 )
-from delegate.liveness import Liveness
-from delegate.metrics import Metrics
-from delegate.polling import EventSink, fetch_events
-from delegate.registration import Registrar
+from delegate.polling import Link, fetch_events
 from protocol import wire
 
 _log = log.get("delegate.stream")
@@ -67,16 +62,7 @@ def manager_says(word: str, delegate_id: str | None) -> None:
     _log.warning("stream.unknown_message", first_bytes=word[:60])
 
 
-class Stream:
-    def __init__(self, settings: Settings, client: ManagerClient, registrar: Registrar,
-                 liveness: Liveness, metrics: Metrics, sink: EventSink) -> None:
-        self._s = settings
-        self._client = client
-        self._registrar = registrar
-        self._liveness = liveness
-        self._metrics = metrics
-        self._sink = sink
-        self._background: set[asyncio.Task[None]] = set()
+class Stream(Link):
 
     def loops(self) -> dict[str, Coroutine[Any, Any, None]]:
         return {"stream": self.run(), "catch_up": self.catch_up()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -10,7 +11,7 @@ from delegate.ecs.aws import Aws
 from delegate.ecs.inputs import PrepareRollbackInput, RollingDeployInput, RollingRollbackInput
 from delegate.ecs.watch import Deadline, Verdict, describe_service, event_ids, follow
 from delegate.errors import TaskError
-from delegate.tasks.registry import TaskContext, TaskOutcome
+from delegate.tasks.registry import TaskContext, TaskLog, TaskOutcome
 
 
 def outcome(verdict: Verdict, **response: Any) -> TaskOutcome:
@@ -31,6 +32,13 @@ def desired_on_update(data: RollingDeployInput, service: dict[str, Any]) -> int 
     if not data.same_as_already_running and service.get("desiredCount") is not None:
         return int(service["desiredCount"])
     return None
+
+
+async def _give_scaling_back(aws: Aws, found: scaling.Scaling, service_arn: str,
+                             log: TaskLog) -> None:
+    await scaling.register(aws, found, log)
+    if found:
+        await scaling.forget(aws, service_arn)
 
 
 async def deploy(ctx: TaskContext, data: RollingDeployInput) -> TaskOutcome:
@@ -71,9 +79,9 @@ async def deploy(ctx: TaskContext, data: RollingDeployInput) -> TaskOutcome:
                 aws, cluster, current, svc, td_arn, desired_on_update(data, svc),
                 data.force_new_deployment, ctx.log)
         except BaseException:
-            await scaling.register(aws, found, ctx.log)
-            if found:
-                await scaling.forget(aws, service_arn)
+            # a cancelled deploy (abort, shutdown) still puts the auto scaling back: shielded, so a
+            # second cancellation cannot cut the clean-up short
+            await asyncio.shield(_give_scaling_back(aws, found, service_arn, ctx.log))
             raise
     response: dict[str, Any] = {
         "serviceName": name, "serviceArn": started.service.get("serviceArn"), "cluster": cluster,
