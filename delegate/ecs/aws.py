@@ -84,7 +84,8 @@ def _convert(exc: Exception, service: str, operation: str) -> AwsError:
         )
     if isinstance(exc, botocore.exceptions.BotoCoreError):  # connection, timeouts
         return AwsTransientError(f"AWS {where} unreachable: {_scrub_keys(str(exc))}", None, operation)
-    return AwsPermanentError(f"AWS {where} failed: {type(exc).__name__}", None, operation)
+    return AwsPermanentError(f"AWS {where} failed: {type(exc).__name__}: {_scrub_keys(str(exc))[:300]}",
+                             None, operation)
 
 
 class Aws:
@@ -122,10 +123,14 @@ class Aws:
             return await asyncio.get_running_loop().run_in_executor(_pool(), run)
         except AwsError:
             raise
-        except Exception as exc:  # noqa: BLE001 - converted by meaning below
+        except Exception as exc:  # converted by meaning below
             error = _convert(exc, service, operation)
-            _log.info("aws.call_failed", service=service, operation=operation, code=error.code)
-            raise error from None
+            if isinstance(exc, botocore.exceptions.ClientError | botocore.exceptions.BotoCoreError):
+                _log.info("aws.call_failed", service=service, operation=operation, code=error.code)
+                raise error from None
+            # not an AWS answer: a bug or a broken environment; keep the traceback for whoever reads
+            _log.exception("aws.call_crashed", service=service, operation=operation)
+            raise error from exc
 
     async def _assume(self) -> tuple[str, Keys]:
         assert self._role_arn is not None
