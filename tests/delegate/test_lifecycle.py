@@ -143,7 +143,8 @@ def test_sigterm_unregisters_and_exits_0(manager: Manager, delegates: Start) -> 
     t0 = time.monotonic()
     proc.send(signal.SIGTERM)
     assert proc.wait(10) == 0
-    assert time.monotonic() - t0 < 5
+    # well inside ECS's stopTimeout (30 s), after which it would be SIGKILLed without unregistering
+    assert time.monotonic() - t0 < 25
     assert proc.find("manager.unregistered")
     assert manager.delegate(delegateId=delegate_id)["status"] == "DISCONNECTED"
 
