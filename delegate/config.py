@@ -32,6 +32,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from delegate import proxy
 from delegate.errors import ConfigError
 from protocol.auth import InvalidDelegateToken, normalize_token
 
@@ -212,12 +213,13 @@ class Settings(BaseSettings):
         """The proxy for `url`, honouring PROXY_MANAGER and NO_PROXY."""
         if not self.proxy_manager:
             return None
-        host = urlsplit(url).hostname or ""
-        for entry in (self.no_proxy or "").split(","):
-            entry = entry.strip().lstrip("*").lstrip(".")
-            if entry and (host == entry or host.endswith("." + entry)):
-                return None
+        if proxy.bypassed(url, self.no_proxy):
+            return None
         return self.proxy_url
+
+    def proxy_rules(self) -> proxy.ProxyRules:
+        """The proxy for AWS calls: the same proxy and NO_PROXY, whatever PROXY_MANAGER says."""
+        return proxy.ProxyRules(self.proxy_url, self.no_proxy)
 
     @property
     def sequence_file(self) -> Path:

@@ -25,6 +25,7 @@ from delegate.ecs import credentials, keyref
 from delegate.ecs.credentials import Keys, SessionCache
 from delegate.ecs.inputs import AwsAccess
 from delegate.errors import AwsError, AwsPermanentError, AwsTransientError
+from delegate.proxy import ProxyRules
 
 _log = log.get("delegate.ecs.aws")
 
@@ -91,8 +92,9 @@ def _convert(exc: Exception, service: str, operation: str) -> AwsError:
 class Aws:
     """AWS as one task sees it: its credentials and its region."""
 
-    def __init__(self, access: AwsAccess) -> None:
+    def __init__(self, access: AwsAccess, proxy: ProxyRules | None = None) -> None:
         self.region = access.region
+        self._proxy = proxy  # PROXY_* / HTTPS_PROXY and NO_PROXY (delegate/proxy.py)
         self._keys = credentials.keys_of(access)
         self._base = credentials.base_key(self._keys)
         self._role_arn = access.role_arn
@@ -116,7 +118,7 @@ class Aws:
             counter.aws_calls.labels(service=service, operation=operation).inc()
 
         def run() -> dict[str, Any]:
-            client = _sessions.client(source, keys, service, self.region, CONFIG)
+            client = _sessions.client(source, keys, service, self.region, CONFIG, self._proxy)
             return dict(getattr(client, operation)(**params))
 
         try:
@@ -171,6 +173,7 @@ class Aws:
                 own = Aws.__new__(Aws)  # the delegate's own role reads the reference
                 own.region, own._keys, own._base = self.region, None, credentials.base_key(None)
                 own._role_arn, own._external_id, own._ref = None, None, None
+                own._proxy = self._proxy
                 own._role_lock = asyncio.Lock()
                 self._keys = await keyref.resolve(own, self._ref)
                 self._base = credentials.base_key(self._keys)
@@ -179,5 +182,5 @@ class Aws:
         base = Aws.__new__(Aws)
         base.region, base._keys, base._base = self.region, self._keys, self._base
         base._role_arn, base._external_id, base._role_lock = None, None, self._role_lock
-        base._ref = None
+        base._ref, base._proxy = None, self._proxy
         return base

@@ -20,7 +20,7 @@ from delegate.tasks.registry import TaskContext, TaskOutcome
 async def prepare(ctx: TaskContext, data: BlueGreenPrepareRollbackInput) -> TaskOutcome:
     svc = manifests.service_definition(data.service_definition)
     cluster, base = data.infrastructure.cluster, svc["serviceName"]
-    aws = Aws(data.infrastructure)
+    aws = Aws(data.infrastructure, ctx.proxy)
     lb = data.load_balancer
     blue = next((s for s in await _services_by_tag(aws, cluster, base) if _tag(s) == "BLUE"), None)
     rollback_data: dict[str, Any] = {

@@ -101,7 +101,7 @@ async def create(ctx: TaskContext, data: BlueGreenCreateInput) -> TaskOutcome:
         raise TaskError("serviceDefinition.loadBalancers: blue/green needs the container and port "
                         "to register in the target groups")
     cluster, base = data.infrastructure.cluster, svc["serviceName"]
-    aws = Aws(data.infrastructure)
+    aws = Aws(data.infrastructure, ctx.proxy)
     lb = data.load_balancer
     prod_tg = await routed_to(aws, lb.prod_listener_arn, lb.prod_listener_rule_arn)
     stage_tg = await routed_to(aws, lb.stage_listener_arn, lb.stage_listener_rule_arn)
@@ -152,7 +152,7 @@ async def _route_both(aws: Aws, lb: LoadBalancerConfig, prod_to: str, stage_to: 
 
 async def swap(ctx: TaskContext, data: BlueGreenSwapInput) -> TaskOutcome:
     cluster = data.infrastructure.cluster
-    aws = Aws(data.infrastructure)
+    aws = Aws(data.infrastructure, ctx.proxy)
     green = await describe_service(aws, cluster, data.green_service_name)
     if green is None:
         return TaskOutcome.failed(f"green service {data.green_service_name} does not exist in "
@@ -176,7 +176,7 @@ async def swap(ctx: TaskContext, data: BlueGreenSwapInput) -> TaskOutcome:
 
 async def rollback(ctx: TaskContext, data: BlueGreenRollbackInput) -> TaskOutcome:
     cluster = data.infrastructure.cluster
-    aws = Aws(data.infrastructure)
+    aws = Aws(data.infrastructure, ctx.proxy)
     changed = await _route_both(aws, data.load_balancer, data.prod_target_group_arn,
                                 data.stage_target_group_arn, ctx.log)
     ctx.log.info("listeners routed back to the blue service" if changed

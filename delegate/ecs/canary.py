@@ -20,7 +20,7 @@ async def deploy(ctx: TaskContext, data: CanaryDeployInput) -> TaskOutcome:
     wanted = scaling.Scaling.from_manifests(
         manifests.load_list(data.scalable_targets, "scalableTargets"),
         manifests.load_list(data.scaling_policies, "scalingPolicies"), cluster, name)
-    aws = Aws(data.infrastructure)
+    aws = Aws(data.infrastructure, ctx.proxy)
     ctx.log.info(f"canary deploy: service {name} with {data.desired_count} task(s) in cluster {cluster}")
     td_arn, registered = await services.register_task_definition(aws, td, ctx.log)
     current = await services.wait_not_draining(aws, cluster, name, deadline, ctx.log)
@@ -41,7 +41,7 @@ async def deploy(ctx: TaskContext, data: CanaryDeployInput) -> TaskOutcome:
 
 async def delete(ctx: TaskContext, data: CanaryDeleteInput) -> TaskOutcome:
     cluster, name = data.infrastructure.cluster, data.canary_service_name
-    aws = Aws(data.infrastructure)
+    aws = Aws(data.infrastructure, ctx.proxy)
     current = await describe_service(aws, cluster, name)
     if current is None or current.get("status") != "ACTIVE":
         ctx.log.info(f"canary service {name} is already gone")

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from delegate import log
 from delegate.ecs.inputs import AwsAccess
+from delegate.proxy import ProxyRules
 
 #: re-assume a role this long before its credentials expire
 REFRESH_BEFORE_S = 300.0
@@ -64,12 +66,13 @@ class SessionCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sessions: dict[str, Any] = {}
-        self._clients: dict[tuple[str, str, str], Any] = {}
+        self._clients: dict[tuple[str, str, str, ProxyRules | None], Any] = {}
         self._assumed: dict[str, tuple[Keys, float]] = {}
 
-    def client(self, source: str, keys: Keys | None, service: str, region: str, config: Any) -> Any:
+    def client(self, source: str, keys: Keys | None, service: str, region: str, config: Any,
+               proxy: ProxyRules | None = None) -> Any:
         with self._lock:
-            client = self._clients.get((source, region, service))
+            client = self._clients.get((source, region, service, proxy))
             if client is None:
                 session = self._sessions.get(source)
                 if session is None:
@@ -84,7 +87,11 @@ class SessionCache:
                     )
                     self._sessions[source] = session
                 client = session.client(service, region_name=region, config=config)
-                self._clients[(source, region, service)] = client
+                if proxy is not None:  # the proxy (or none: {} keeps botocore off the environment's)
+                    url = proxy.for_url(client.meta.endpoint_url)
+                    proxied = config.merge(Config(proxies={"http": url, "https": url} if url else {}))
+                    client = session.client(service, region_name=region, config=proxied)
+                self._clients[(source, region, service, proxy)] = client
             return client
 
     def assumed(self, source: str) -> Keys | None:

@@ -48,7 +48,7 @@ async def deploy(ctx: TaskContext, data: RollingDeployInput) -> TaskOutcome:
     wanted = scaling.Scaling.from_manifests(
         manifests.load_list(data.scalable_targets, "scalableTargets"),
         manifests.load_list(data.scaling_policies, "scalingPolicies"), cluster, name)
-    aws = Aws(data.infrastructure)
+    aws = Aws(data.infrastructure, ctx.proxy)
     ctx.log.info(f"rolling deploy of service {name} in cluster {cluster} ({aws.region})")
     current = await services.wait_not_draining(aws, cluster, name, deadline, ctx.log)
     arn, registered, change = await plan.prepare(aws, data.task_definition, svc, current,
@@ -117,7 +117,7 @@ async def deploy(ctx: TaskContext, data: RollingDeployInput) -> TaskOutcome:
 async def prepare_rollback(ctx: TaskContext, data: PrepareRollbackInput) -> TaskOutcome:
     svc = manifests.service_definition(data.service_definition)
     cluster, name = data.infrastructure.cluster, svc["serviceName"]
-    aws = Aws(data.infrastructure)
+    aws = Aws(data.infrastructure, ctx.proxy)
     current = await describe_service(aws, cluster, name)
     if current is None:
         ctx.log.info(f"service {name} does not exist yet: a rollback will delete it")
@@ -141,7 +141,7 @@ async def rollback(ctx: TaskContext, data: RollingRollbackInput) -> TaskOutcome:
     cluster, name = rb.get("cluster") or data.infrastructure.cluster, rb.get("serviceName")
     if not isinstance(name, str) or "existed" not in rb:
         raise TaskError("rollbackData: give the rollbackData an ECS_PREPARE_ROLLBACK_DATA task returned")
-    aws = Aws(data.infrastructure)
+    aws = Aws(data.infrastructure, ctx.proxy)
     if not rb["existed"]:
         deleted = await services.delete_service(aws, cluster, name, ctx.log)
         return TaskOutcome.ok(serviceName=name, cluster=cluster, deleted=deleted)

@@ -30,7 +30,7 @@ def _exits(task: dict[str, Any]) -> list[dict[str, Any]]:
 async def run(ctx: TaskContext, data: RunTaskInput) -> TaskOutcome:
     deadline = Deadline.after(ctx.timeout_s)
     cluster = data.infrastructure.cluster
-    aws = Aws(data.infrastructure)
+    aws = Aws(data.infrastructure, ctx.proxy)
     if isinstance(data.task_definition, str) and data.task_definition.startswith("arn:"):
         td_arn = data.task_definition
     else:

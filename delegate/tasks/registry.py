@@ -63,6 +63,7 @@ class TaskContext:
     timeout_s: float
     log: TaskLog
     work_dir: Any  # pathlib.Path; Any to keep this module import-light
+    proxy: Any = None  # delegate.proxy.ProxyRules for the task's outgoing calls (AWS), or None
 
 
 Handler = Callable[[TaskContext, Any], Awaitable[TaskOutcome]]

@@ -262,7 +262,8 @@ class TaskRunner:
             shipper.error(str(exc))
             return TaskOutcome(wire.TaskStatus.ERRORED, {}, str(exc)), wire.ResponseCode.FAILED
         ctx = TaskContext(task_id=package.delegate_task_id, account_id=package.account_id,
-                          timeout_s=timeout_s, log=shipper, work_dir=self._s.delegate_work_dir)
+                          timeout_s=timeout_s, log=shipper, work_dir=self._s.delegate_work_dir,
+                          proxy=self._s.proxy_rules())
         try:
             async with asyncio.timeout(timeout_s + self.grace_s):
                 outcome = await kind.handler(ctx, data)
