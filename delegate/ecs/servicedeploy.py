@@ -35,32 +35,35 @@ def strategy_of(service_definition: dict[str, Any]) -> str:
     return str(config.get("strategy") or "ROLLING").upper()
 
 
-async def find(aws: Aws, cluster: str, name: str, deployment_id: str, since: datetime) -> str | None:
-    """The ARN of the service deployment that deployment `deployment_id` belongs to, or None where
-    the API is not offered (an older region or endpoint)."""
+async def find(aws: Aws, cluster: str, name: str, deployment_id: str,
+               since: datetime) -> tuple[str | None, str | None]:
+    """(ARN of the service deployment that deployment `deployment_id` belongs to, None) or
+    (None, why not): the API refused (not offered by the endpoint, or not allowed by the policy),
+    or nothing matches yet."""
     number = deployment_id.rsplit("/", 1)[-1]
     try:
         answer = await aws.call("ecs", "list_service_deployments", cluster=cluster, service=name,
                                 maxResults=20)
     except AwsPermanentError as exc:
-        if exc.code in ("AccessDeniedException", "ServiceNotFoundException"):
-            raise
-        return None
+        return None, str(exc)
     briefs = answer.get("serviceDeployments") or []
     for brief in briefs:
         if str(brief.get("targetServiceRevisionArn", "")).rsplit("/", 1)[-1] == number:
-            return str(brief["serviceDeploymentArn"])
+            return str(brief["serviceDeploymentArn"]), None
     recent = [b for b in briefs if b.get("createdAt") and b["createdAt"] >= since - timedelta(seconds=60)]
-    return str(recent[0]["serviceDeploymentArn"]) if recent else None
+    if recent:
+        return str(recent[0]["serviceDeploymentArn"]), None
+    return None, f"ListServiceDeployments lists none for deployment {deployment_id}"
 
 
 async def find_soon(aws: Aws, cluster: str, name: str, deployment_id: str, since: datetime,
-                    deadline: Deadline, poll_s: float) -> str | None:
-    give_up = time.monotonic() + min(_FIND_TRIES_S, max(deadline.left(), 0.0))
+                    deadline: Deadline, poll_s: float, patient: bool) -> tuple[str | None, str | None]:
+    """`find`, asked again for a few seconds when `patient` and nothing matches yet."""
+    give_up = time.monotonic() + (min(_FIND_TRIES_S, max(deadline.left(), 0.0)) if patient else 0.0)
     while True:
-        arn = await find(aws, cluster, name, deployment_id, since)
-        if arn is not None or time.monotonic() >= give_up:
-            return arn
+        arn, why = await find(aws, cluster, name, deployment_id, since)
+        if arn is not None or time.monotonic() >= give_up or (why and "ListServiceDeployments" not in why):
+            return arn, why
         await asyncio.sleep(min(poll_s, 1.0))
 
 
@@ -160,11 +163,14 @@ async def follow_started(aws: Aws, cluster: str, name: str, started: Started, sv
     completes); the service deployment's ARN and state go in `response`."""
     strategy = strategy_of(svc)
     response["strategy"] = strategy
-    arn = await find_soon(aws, cluster, name, started.deployment_id, since, deadline, poll_s)
+    arn, why = await find_soon(aws, cluster, name, started.deployment_id, since, deadline, poll_s,
+                               patient=strategy in NATIVE)
     response["serviceDeploymentArn"] = arn
     if arn is None and strategy in NATIVE:
         return Verdict(False, f"no service deployment found for deployment {started.deployment_id} of "
-                              f"service {name}: a {strategy} deploy is judged by it")
+                              f"service {name} ({why}): a {strategy} deploy is judged by it")
+    if arn is None:
+        log.warn(f"service deployment not recorded ({why}); following deployment {started.deployment_id}")
     try:
         if strategy in NATIVE and arn is not None:
             verdict, sd = await follow_native(aws, cluster, name, arn, started.deployment_id, log,

@@ -161,3 +161,16 @@ def test_health_check_failures_trip_the_breaker_of_a_blue_green_deploy(
     assert "circuit breaker" in task["errorMessage"]
     assert "failed container health checks" in log_text(task)
     assert w.green_weight() == 0
+
+
+def test_a_rolling_deploy_without_the_service_deployments_api_still_deploys(
+        world: EcsWorld, run: Run, ecs_aws: LocalAws) -> None:
+    ecs_aws.faults.add("ListServiceDeployments", "AccessDeniedException", times=None,
+                       message="not authorized to perform ecs:ListServiceDeployments")
+    data = {"infrastructure": infra(world), "taskDefinition": task_definition(world, "app:1"),
+            "serviceDefinition": service_definition(world), "pollIntervalS": 0.3}
+    task = run("ECS_ROLLING_DEPLOY", data)
+    assert task["status"] == "SUCCEEDED", log_text(task)
+    assert result(task)["serviceDeploymentArn"] is None
+    assert "service deployment not recorded (AWS ecs.list_service_deployments failed: AccessDeniedException" \
+        in log_text(task)
