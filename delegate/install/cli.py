@@ -175,7 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _say(f"installing the delegate as service {plan.service_name} in cluster {plan.cluster} "
          f"({session.region_name}, {mode})")
     try:
-        outcome = EcsInstaller(session.client("ecs"), _say).install(spec, plan, wait=not args.no_wait)
+        installer = EcsInstaller(session.client("ecs"), _say, session.region_name)
+        outcome = installer.install(spec, plan, wait=not args.no_wait)
     except InstallError as exc:
         print(f"install-ecs: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -8,12 +8,13 @@ is right here. Progress goes to the `progress` callback, one line per step; no s
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from delegate.ecs.manifests import same_task_definition
+from delegate.tasks.registry import TaskLog
 from protocol.taskspec import FAMILY, SpecError
 
 Progress = Callable[[str], None]
@@ -42,15 +43,29 @@ class Outcome:
     running_count: int
 
 
+class _ProgressLog(TaskLog):
+    """The task-log interface `follow` writes to, printed as install progress."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+
+    def info(self, message: str) -> None:
+        self._progress(message)
+
+    def warn(self, message: str) -> None:
+        self._progress(f"warning: {message}")
+
+    def error(self, message: str) -> None:
+        self._progress(f"error: {message}")
+
+
 class EcsInstaller:
     """Steps 2 and 3 of the guide against one region, through boto3 clients made by the caller."""
 
-    def __init__(self, ecs: Any, progress: Progress, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, ecs: Any, progress: Progress, region: str) -> None:
         self.ecs = ecs
         self.progress = progress
-        self._sleep = sleep
-        self._clock = clock
+        self.region = region
 
     def _call(self, operation: str, what: str, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
@@ -136,37 +151,32 @@ class EcsInstaller:
         return "created"
 
     def wait_running(self, plan: ServicePlan, td_arn: str) -> int:
-        """Until the service's tasks of `td_arn` run `desired_count` strong and the rollout is done."""
-        deadline = self._clock() + plan.wait_timeout_s
-        last = ""
-        while True:
-            answer = self._call("describe_services", f"watching service {plan.service_name!r}",
-                                cluster=plan.cluster, services=[plan.service_name])
-            services = answer.get("services") or [{}]
-            service = services[0]
-            deployments = service.get("deployments", [])
-            primary: dict[str, Any] = next((d for d in deployments if d.get("status") == "PRIMARY"), {})
-            running = int(primary.get("runningCount", service.get("runningCount", 0)))
-            state = primary.get("rolloutState", "")
-            line = (f"waiting: {running}/{plan.desired_count} running, "
-                    f"{len(deployments)} deployment(s){', rollout ' + state if state else ''}")
-            if line != last:
-                self.progress(line)
-                last = line
-            if state == "FAILED":
-                raise InstallError(f"the rollout of {plan.service_name} failed: "
-                                   f"{primary.get('rolloutStateReason', 'see the service events')}; "
-                                   "check the service's events in the ECS console")
-            done = (primary.get("taskDefinition") == td_arn and running >= plan.desired_count
-                    and len(deployments) == 1 and state in ("", "COMPLETED"))
-            if done:
-                self.progress(f"service {plan.service_name}: {running} delegate task(s) running")
-                return running
-            if self._clock() >= deadline:
-                raise InstallError(f"{plan.service_name} did not reach {plan.desired_count} running "
-                                   f"task(s) within {plan.wait_timeout_s:g}s; the service carries on. "
-                                   "Check the cluster has room (memory) and the service's events")
-            self._sleep(plan.poll_s)
+        """Until the service's current deployment completes, judged exactly as the delegate judges
+        its own deploys (`delegate.ecs.watch.follow`: rollout state, circuit breaker, events)."""
+        answer = self._call("describe_services", f"looking up service {plan.service_name!r}",
+                            cluster=plan.cluster, services=[plan.service_name])
+        deployments = (answer.get("services") or [{}])[0].get("deployments") or []
+        primary = next((d for d in deployments if d.get("status") == "PRIMARY"), None)
+        if primary is None or primary.get("taskDefinition") != td_arn:
+            raise InstallError(f"service {plan.service_name} has no deployment of {td_arn}; "
+                               "check the service's events in the ECS console")
+        verdict = asyncio.run(self._follow(plan, str(primary["id"])))
+        if not verdict.ok:
+            raise InstallError(f"{verdict.message}; the service carries on. Check the cluster has "
+                               "room (memory) and the service's events in the ECS console")
+        running = int(verdict.deployment.get("runningCount") or 0)
+        self.progress(f"service {plan.service_name}: {running} delegate task(s) running")
+        return running
+
+    async def _follow(self, plan: ServicePlan, deployment_id: str) -> Any:
+        from delegate.ecs.aws import Aws
+        from delegate.ecs.inputs import AwsAccess
+        from delegate.ecs.watch import Deadline, follow
+
+        aws = Aws(AwsAccess(region=self.region, cluster=plan.cluster))  # the default chain, as here
+        return await follow(aws, plan.cluster, plan.service_name, deployment_id,
+                            _ProgressLog(self.progress), Deadline.after(plan.wait_timeout_s),
+                            plan.poll_s)
 
     def install(self, spec: dict[str, Any], plan: ServicePlan, wait: bool = True) -> Outcome:
         if plan.desired_count < 0:
