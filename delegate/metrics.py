@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.process_collector import ProcessCollector
 
 from delegate import __version__
 
-_current: Metrics | None = None
-
-
-def current() -> Metrics | None:
-    """The Metrics of this process (the latest made), for code the runner does not hand it to
-    (the ECS AWS adapter counts its calls here)."""
-    return _current
+#: the `aws_calls` counter of the delegate running the current task, bound by its task runner in
+#: the task's own context (like the task id in the logs), so that several delegates in one process
+#: each count their own calls; unset (None) outside a task
+AWS_CALLS: ContextVar[Any] = ContextVar("delegate_aws_calls", default=None)
 
 
 class Metrics:
     """A registry of its own, so that tests can run several delegates in one process."""
 
     def __init__(self) -> None:
-        global _current
-        _current = self
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         r = self.registry

@@ -113,9 +113,9 @@ class Aws:
     async def _call(
         self, source: str, keys: Keys | None, service: str, operation: str, params: dict[str, Any]
     ) -> dict[str, Any]:
-        counter = metrics.current()
+        counter = metrics.AWS_CALLS.get()
         if counter is not None:
-            counter.aws_calls.labels(service=service, operation=operation).inc()
+            counter.labels(service=service, operation=operation).inc()
 
         def run() -> dict[str, Any]:
             client = _sessions.client(source, keys, service, self.region, CONFIG, self._proxy)

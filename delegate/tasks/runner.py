@@ -30,7 +30,7 @@ from delegate.errors import (
     TaskError,
 )
 from delegate.identity import Identity, Registration
-from delegate.metrics import Metrics
+from delegate.metrics import AWS_CALLS, Metrics
 from delegate.tasks import registry
 from delegate.tasks.capabilities import run_checks
 from delegate.tasks.logship import LogShipper
@@ -149,6 +149,7 @@ class TaskRunner:
 
     async def _acquire_and_run(self, task_id: str, source: str) -> None:
         structlog.contextvars.bind_contextvars(task_id=task_id)
+        AWS_CALLS.set(self._metrics.aws_calls)  # this task's context only (delegate/metrics.py)
         try:
             who = await self._registration.wait()
             package = await self._acquire(who, task_id)
