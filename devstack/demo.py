@@ -114,8 +114,9 @@ def serve_banner(url: str, data_dir: Path, kept: bool) -> str:
         "",
         f"manager:        {url}   (Delegates page: {url}/ui/delegates, tasks: {url}/ui/tasks)",
         f"data dir:       {data_dir}" + ("" if kept else "   (removed at exit; --keep keeps it)"),
-        f"API key:        DEVSTACK_API_KEY in {env_file} (with MANAGER_HOST_AND_PORT);",
-        "                send it as 'Authorization: Bearer <key>' to /api/setup/...",
+        f"API key:        DEVSTACK_API_KEY in {env_file} (with MANAGER_HOST_AND_PORT), the first",
+        "                admin key: log in to the pages with it; send it as 'Authorization: Bearer",
+        "                <key>' to /api/setup/...",
         "submit a task:  .venv/bin/devstack task submit --data-dir "
         f"{data_dir} --type SHELL_SCRIPT --data '{{\"script\": \"echo hi\"}}'",
         f"follow it:      .venv/bin/devstack task show <task id> --data-dir {data_dir} --follow",
@@ -208,6 +209,7 @@ def run(args: argparse.Namespace, stack: Stack) -> int:
     with Step("stop the delegate (SIGTERM): it unregisters and exits 0"):
         delegate, stack.delegate = stack.delegate, None
         code = delegate.stop()
+        stack._save("delegate.log", delegate)  # --keep: stop() no longer sees it
         if code != 0:
             raise RuntimeError(f"delegate exited {code}: {delegate.tail()}")
         if connected_member(manager) is not None:

@@ -7,6 +7,7 @@ real signals, driven through its public surfaces (HTTP APIs, exit codes, files, 
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -191,6 +193,19 @@ class Manager:
     @property
     def url(self) -> str:
         return self.env["MANAGER_HOST_AND_PORT"]
+
+    def login(self, key: str | None = None) -> urllib.request.OpenerDirector:
+        """A urllib opener logged in to the pages through their form (CSRF included)."""
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar),
+                                             urllib.request.HTTPSHandler(context=self.ssl_context()))
+        with opener.open(f"{self.url}/ui/login", timeout=10) as resp:
+            page = resp.read().decode()
+        csrf = page.split("name='csrf' value='", 1)[1].split("'", 1)[0]
+        form = urllib.parse.urlencode({"csrf": csrf, "key": key or self.env["DEVSTACK_API_KEY"]})
+        with opener.open(f"{self.url}/ui/login", data=form.encode(), timeout=10) as resp:
+            resp.read()
+        return opener
 
     def ssl_context(self) -> ssl.SSLContext | None:
         return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None

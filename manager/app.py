@@ -28,6 +28,8 @@ from aiohttp.typedefs import Handler, Middleware
 
 from manager import (
     agent_api,
+    keys_api,
+    login,
     pages,
     profiles,
     setup_api,
@@ -52,6 +54,8 @@ ROUTES: tuple[Callable[[web.Application], None], ...] = (
     storage.add_routes,
     taskspec.add_routes,
     tokens_api.add_routes,
+    login.add_routes,
+    keys_api.add_routes,
 )
 
 SHUTDOWN_TIMEOUT_S = 5.0
@@ -71,7 +75,7 @@ async def forwarded_middleware(request: web.Request, handler: Handler) -> web.St
 
 
 def build_app(manager: Manager) -> web.Application:
-    middlewares: list[Middleware] = [error_middleware]
+    middlewares: list[Middleware] = [error_middleware, login.page_guard]
     if manager.settings.trust_forwarded_headers:
         middlewares.insert(0, forwarded_middleware)
     app = web.Application(middlewares=middlewares, client_max_size=CLIENT_MAX_SIZE)

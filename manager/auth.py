@@ -10,7 +10,6 @@ the presented token is ever logged or echoed. Tokens that decrypted once are rem
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Callable
 
@@ -18,6 +17,7 @@ from aiohttp import web
 
 from manager.db import Account
 from manager.envelope import ApiError
+from manager.people import People, Person, bearer
 from manager.tokens import ACTIVE, REVOKED, DelegateTokens
 from protocol.auth import TokenRejected, decrypt
 
@@ -89,12 +89,19 @@ class AgentAuth:
             raise ApiError(401, "INVALID_TOKEN", _REJECTED)
 
 
-def check_api_key(request: web.Request, account: Account) -> None:
-    header = request.headers.get("Authorization", "")
-    presented = header[len("Bearer "):].strip() if header.startswith("Bearer ") else ""
-    if not presented or not hmac.compare_digest(presented.encode(), account.api_key.encode()):
+def check_api_key(request: web.Request, people: People, account: Account,
+                  role: str = "viewer") -> Person:
+    """A setup API call: `Authorization: Bearer <API key>` of a key whose role is at least `role`
+    (401 without a live key, 403 with too small a role)."""
+    person = people.by_key(bearer(request))
+    if person is None:
         raise ApiError(401, "INVALID_TOKEN",
-                       "send 'Authorization: Bearer <DEVSTACK_API_KEY>' from DATA_DIR/delegate.env")
+                       "send 'Authorization: Bearer <API key>' (harness-manager key create, or "
+                       "DATA_DIR/admin-api-key for the first admin)")
+    if not person.may(role):
+        raise ApiError(403, "FORBIDDEN", f"API key {person.name!r} has role {person.role}; this "
+                       f"call needs {role}")
     account_id = request.query.get("accountId")
     if account_id and account_id != account.account_id:
         raise ApiError(404, "NOT_FOUND", f"account {account_id!r} is not this manager's account")
+    return person

@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`harness-manager serve ...` | `task ...` | `token ...`."""
+    """`harness-manager serve ...` | `task ...` | `token ...` | `key ...`."""
     parser = argparse.ArgumentParser(prog="harness-manager", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,7 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     token_cli.add_arguments(sub.add_parser(
         "token", help="list, create, revoke and rotate delegate tokens",
         description=token_cli.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    token_cli.add_key_arguments(sub.add_parser(
+        "key", help="list, create and revoke API keys (roles viewer, deployer, admin)",
+        description=token_cli.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     args = parser.parse_args(argv)
+    if args.command == "key":
+        return token_cli.run_key(args)
     if args.command == "task":
         return task_cli.run(args)
     if args.command == "token":

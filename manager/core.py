@@ -6,6 +6,7 @@ the task store, the websocket hub and the dispatcher, and runs the periodic job 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from typing import Any
 
@@ -18,6 +19,7 @@ from manager.delegates import DelegateRecord, Delegates
 from manager.dispatch import Dispatcher, matches
 from manager.hub import StreamHub
 from manager.identity import Connections, ConnectionStore
+from manager.people import People, PeopleStore, digest
 from manager.settings import ManagerSettings
 from manager.tasks import NewTask, TaskStore, target
 from manager.tokens import DelegateTokens, TokenStore, load_or_create_key
@@ -41,8 +43,9 @@ class Manager:
             self.tokens.ensure_default(DEFAULT_TOKEN_NAME, account.delegate_token, db.now_ms())
             self.conn.execute("UPDATE account SET delegate_token=''")
         default = self.tokens.by_name.get(DEFAULT_TOKEN_NAME)
+        self.people = People(PeopleStore(self.conn))
         self.account = db.Account(account.account_id, default.secret if default else "",
-                                  account.api_key)
+                                  self._bootstrap_key(account.api_key))
         self.auth = AgentAuth(self.account, self.tokens, audience=lambda: self.public_url)
         self.connections = Connections(ConnectionStore(self.conn))
         self.delegates = Delegates(self.conn, disconnect_after_s=settings.disconnect_after_s,
@@ -58,6 +61,22 @@ class Manager:
         #: where delegates and people reach this manager (downloads use it, never a Host header);
         #: `ManagerServer.start` sets it once the port is bound
         self.public_url = settings.url_for(settings.port)
+
+    def _bootstrap_key(self, first: str) -> str:
+        """The first admin API key: its hash in the store, its value in DATA_DIR/admin-api-key
+        (0600) for the operator and the local harness; '' once that file is gone."""
+        path = self.settings.data_dir / "admin-api-key"
+        if first and not self.people.store.list_keys():
+            self.people.store.add_key("bootstrap", "admin", digest(first), db.now_ms())
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(first + "\n")
+        if first:
+            self.conn.execute("UPDATE account SET api_key=''")
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            return ""
 
     def close(self) -> None:
         self.conn.close()

@@ -124,6 +124,19 @@ CREATE TABLE IF NOT EXISTS delegate_tokens (
     previous_enc TEXT,                -- the secret before the last rotation, during its grace
     previous_until INTEGER
 );
+CREATE TABLE IF NOT EXISTS api_keys (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,               -- viewer, deployer, admin
+    key_hash TEXT NOT NULL UNIQUE,    -- SHA-256 of the key; the key itself is never stored
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    session_hash TEXT PRIMARY KEY,    -- SHA-256 of the session cookie
+    key_name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS profiles (
     profile_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -184,8 +197,9 @@ def connect(path: Path) -> sqlite3.Connection:
 
 def load_or_create_account(conn: sqlite3.Connection) -> Account:
     """The account made on first start; the same one on every later start with this data dir.
-    Its first delegate token is returned but never written here: the caller stores it encrypted
-    (`manager/tokens.py`); an older database's plaintext one is moved there the same way."""
+    Its first delegate token and API key are returned but never written here: the caller stores
+    the token encrypted (`manager/tokens.py`) and the key's hash (`manager/people.py`); an older
+    database's plaintext ones are moved there the same way."""
     row = conn.execute("SELECT account_id, delegate_token, api_key FROM account LIMIT 1").fetchone()
     if row is None:
         account = Account(
@@ -196,7 +210,7 @@ def load_or_create_account(conn: sqlite3.Connection) -> Account:
         conn.execute(
             "INSERT INTO account (account_id, delegate_token, api_key, created_at)"
             " VALUES (?, ?, ?, ?)",
-            (account.account_id, "", account.api_key, now_ms()),
+            (account.account_id, "", "", now_ms()),
         )
         return account
     return Account(row["account_id"], row["delegate_token"], row["api_key"])

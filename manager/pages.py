@@ -1,6 +1,6 @@
 """Plain HTML pages for people: delegates by group, tasks, one task's live log.
 
-No login: the manager listens on loopback and the footer says so. ECS delegates without a heartbeat
+Every page needs a login (`manager/login.py` guards them). ECS delegates without a heartbeat
 within the disconnect threshold drop out of the delegates page, as in the real manager; the setup
 API still lists them as DISCONNECTED.
 """
@@ -14,6 +14,7 @@ import time
 from aiohttp import web
 
 from manager.core import MANAGER
+from manager.login import PERSON, csrf_field
 from manager.setup_api import grouped, task_view
 
 _STYLE = """body{font:14px system-ui,sans-serif;margin:2em;color:#222}
@@ -23,14 +24,15 @@ details{margin:.6em 0}summary{cursor:pointer;font-weight:600}.CONNECTED,.SUCCEED
 footer{margin-top:2em;color:#777;font-size:12px}nav a{margin-right:1em}"""
 
 
-def _page(title: str, body: str) -> web.Response:
+def _page(request: web.Request, title: str, body: str) -> web.Response:
     text = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body><nav><a href='/ui/delegates'>Delegates</a>"
         "<a href='/ui/tasks'>Tasks</a><a href='/ui/install-delegate'>Install Delegate</a></nav>"
         f"<h1>{html.escape(title)}</h1>{body}"
-        "<footer>devstack local manager. These pages need no login: they are meant for "
-        "loopback (127.0.0.1) only.</footer></body></html>"
+        f"<footer><form method='post' action='/ui/logout'>{csrf_field(request)}"
+        f"{_e(request[PERSON].name)} ({_e(request[PERSON].role)}) "
+        "<button type='submit'>Log out</button></form></footer></body></html>"
     )
     return web.Response(text=text, content_type="text/html")
 
@@ -66,7 +68,7 @@ async def delegates_page(request: web.Request) -> web.Response:
             f"({connected}/{len(shown)} connected)</summary><table><tr><th>name</th>"
             "<th>host</th><th>status</th><th>version</th><th>last heartbeat</th><th>tags</th>"
             f"<th>mode</th></tr>{rows}</table></details>")
-    return _page("Delegates", "".join(parts) or "<p>No delegates yet.</p>")
+    return _page(request, "Delegates", "".join(parts) or "<p>No delegates yet.</p>")
 
 
 async def tasks_page(request: web.Request) -> web.Response:
@@ -77,7 +79,7 @@ async def tasks_page(request: web.Request) -> web.Response:
         f"<td>{_e(v['delegateId'])}</td><td>{_e(_when(v['createdAt']))}</td>"
         f"<td>{_e(v['errorMessage'])}</td></tr>"
         for v in (task_view(r) for r in manager.tasks.list(None)))
-    return _page("Tasks", "<table><tr><th>task</th><th>type</th><th>status</th><th>delegate</th>"
+    return _page(request, "Tasks", "<table><tr><th>task</th><th>type</th><th>status</th><th>delegate</th>"
                           f"<th>created</th><th>error</th></tr>{rows}</table>")
 
 
@@ -99,7 +101,7 @@ async def task_page(request: web.Request) -> web.Response:
     body = (f"<p>type {_e(v['taskType'])}, delegate {_e(v['delegateId'])}, created "
             f"{_e(_when(v['createdAt']))}</p><p>status: <b id='st'>{_e(v['status'])}</b></p>"
             f"<pre id='log'></pre>" + _LIVE_JS % json.dumps(v["taskId"]))
-    return _page(f"Task {v['taskId']}", body)
+    return _page(request, f"Task {v['taskId']}", body)
 
 
 async def task_poll(request: web.Request) -> web.Response:

@@ -92,7 +92,7 @@ async def result(request: web.Request) -> web.Response:
 
 async def put_profile(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
-    check_api_key(request, manager.account)
+    check_api_key(request, manager.people, manager.account, "admin")
     profile_id = request.match_info["profileId"]
     body = await read_model(request, ProfileBody)
     now = db.now_ms()
@@ -108,7 +108,7 @@ async def put_profile(request: web.Request) -> web.Response:
 
 async def assign_delegate(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
-    check_api_key(request, manager.account)
+    check_api_key(request, manager.people, manager.account, "admin")
     body = await read_model(request, AssignBody)
     _require_profile(manager, body.profile_id)
     manager.delegates.set_profile(request.match_info["delegateId"], body.profile_id)
@@ -117,7 +117,7 @@ async def assign_delegate(request: web.Request) -> web.Response:
 
 async def assign_group(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
-    check_api_key(request, manager.account)
+    check_api_key(request, manager.people, manager.account, "admin")
     body = await read_model(request, AssignBody)
     _require_profile(manager, body.profile_id)
     group, account_id = request.match_info["groupName"], manager.account.account_id
@@ -135,7 +135,7 @@ async def assign_group(request: web.Request) -> web.Response:
 async def get_result(request: web.Request) -> web.Response:
     """What the delegate reported from its last profile run (null before the first)."""
     manager = request.app[MANAGER]
-    check_api_key(request, manager.account)
+    check_api_key(request, manager.people, manager.account, "viewer")
     rec = manager.delegates.require(request.match_info["delegateId"])
     row = manager.conn.execute("SELECT profile_result FROM delegates WHERE delegate_id=?",
                                (rec.delegate_id,)).fetchone()

@@ -38,9 +38,9 @@ class SubmitTask(BaseModel):
     sync: bool = False
 
 
-def _manager(request: web.Request) -> Manager:
+def _manager(request: web.Request, role: str = "viewer") -> Manager:
     manager = request.app[MANAGER]
-    check_api_key(request, manager.account)
+    check_api_key(request, manager.people, manager.account, role)
     return manager
 
 
@@ -68,7 +68,7 @@ async def list_delegates(request: web.Request) -> web.Response:
 
 
 async def submit_task(request: web.Request) -> web.Response:
-    manager = _manager(request)
+    manager = _manager(request, "deployer")
     body = await read_model(request, SubmitTask)
     if body.account_id and body.account_id != manager.account.account_id:
         raise ApiError(400, "INVALID_REQUEST",
@@ -115,7 +115,7 @@ async def show_task(request: web.Request) -> web.Response:
 async def delete_delegate(request: web.Request) -> web.Response:
     """Delete a delegate, as in the real manager: it is told to self-destruct and never comes back
     under that identity (the container should then be stopped by its operator)."""
-    manager = _manager(request)
+    manager = _manager(request, "admin")
     delegate_id = request.match_info["delegateId"]
     manager.delegates.delete(delegate_id, db.now_ms())
     manager.connections.forget(delegate_id)
@@ -140,7 +140,7 @@ async def list_tasks(request: web.Request) -> web.Response:
 
 
 async def abort_task(request: web.Request) -> web.Response:
-    manager = _manager(request)
+    manager = _manager(request, "deployer")
     await manager.abort(request.match_info["taskId"])
     return ok({"taskId": request.match_info["taskId"], "status": TaskStatus.ABORTED.value})
 

@@ -4,8 +4,8 @@
         [&tokenName=default&profile=PROFILE_ID&hostname=H&region=R&awsAccountId=N&image=I]
         Authorization: Bearer <API key>                 -> harness-delegate-ecs.tar.gz
 
-    GET /ui/install-delegate                            -> the form (loopback page, no login)
-    GET /ui/install-delegate/ecs-task-spec?...          -> the same download, from the form
+    GET /ui/install-delegate                            -> the form (a login, `manager/login.py`)
+    GET /ui/install-delegate/ecs-task-spec?...          -> the same download (a login, admin)
 
 The archive is built by `protocol.taskspec` (the installer uses the same code), filled with
 this manager's account, its delegate token and its configured public URL (`MANAGER_PUBLIC_URL`;
@@ -84,7 +84,7 @@ def _download(request: web.Request, manager: Manager) -> web.Response:
 
 async def ecs_task_spec(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
-    check_api_key(request, manager.account)
+    check_api_key(request, manager.people, manager.account, "admin")
     return _download(request, manager)
 
 
@@ -113,8 +113,8 @@ input[type=text]{{width:22em}}small{{color:#666}}footer{{margin-top:2em;color:#7
 <p>Then: <code>tar -zxvf harness-delegate-ecs.tar.gz; cd harness-delegate-ecs</code> and follow
 README.txt, or run <code>harness-delegate install-ecs --spec ecs-task-spec.json --cluster C
 --service-name S</code>.</p>
-<footer>devstack local manager. These pages need no login: they are meant for loopback
-(127.0.0.1) only.</footer></body></html>"""
+<footer>The download holds a delegate token: it needs the admin role; keep the file like a
+password.</footer></body></html>"""
 
 
 async def install_page(request: web.Request) -> web.Response:

@@ -33,7 +33,7 @@ class Rotate(_Body):
 
 def _manager(request: web.Request) -> Manager:
     manager = request.app[MANAGER]
-    check_api_key(request, manager.account)
+    check_api_key(request, manager.people, manager.account, "admin")
     return manager
 
 

@@ -134,6 +134,19 @@ class Agent:
 ServerFactory = Callable[..., Awaitable[ManagerServer]]
 
 
+async def login(session: aiohttp.ClientSession, server: ManagerServer,
+                key: str | None = None) -> aiohttp.ClientResponse:
+    """Log in through the pages' form (CSRF cookie and field included); the session's cookie jar
+    then holds the session."""
+    async with session.get(f"{server.url}/ui/login") as resp:
+        page = await resp.text()
+    csrf = page.split("name='csrf' value='", 1)[1].split("'", 1)[0]
+    async with session.post(f"{server.url}/ui/login", allow_redirects=False,
+                            data={"csrf": csrf, "key": key or server.account.api_key}) as resp:
+        await resp.read()
+        return resp
+
+
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     return make_cert(tmp_path_factory.mktemp("tls"))
@@ -148,8 +161,9 @@ def client_ssl(tls_files: TlsFiles) -> ssl.SSLContext:
 @pytest.fixture
 async def session(client_ssl: ssl.SSLContext) -> AsyncIterator[aiohttp.ClientSession]:
     connector = aiohttp.TCPConnector(ssl=client_ssl)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10),
-                                     connector=connector) as s:
+    # unsafe=True: keep cookies of an IP address (127.0.0.1), as a browser does
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10), connector=connector,
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
         yield s
 
 

@@ -43,7 +43,7 @@ async def test_tokens_are_listed_without_values_and_stored_encrypted(
     await setup.call("POST", BASE, {"name": "bad name!"}, expect=400)
 
 
-async def test_tokens_survive_a_restart(start_server: ServerFactory, agent: object,
+async def test_tokens_survive_a_restart(start_server: ServerFactory,
                                         session: aiohttp.ClientSession, tmp_path: Path) -> None:
     first = await start_server(data_dir=tmp_path / "keep")
     value = (await Setup(session, first).call("POST", BASE, {"name": "kept"}))["value"]

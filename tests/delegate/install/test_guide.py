@@ -110,13 +110,14 @@ def test_download_needs_the_api_key_and_names_bad_input(manager: Manager) -> Non
 
 
 def test_delegates_page_links_the_install_form(manager: Manager) -> None:
-    with urllib.request.urlopen(f"{manager.url}/ui/delegates", timeout=10) as resp:
+    browser = manager.login()
+    with browser.open(f"{manager.url}/ui/delegates", timeout=10) as resp:
         assert "/ui/install-delegate" in resp.read().decode()
-    with urllib.request.urlopen(f"{manager.url}/ui/install-delegate", timeout=10) as resp:
+    with browser.open(f"{manager.url}/ui/install-delegate", timeout=10) as resp:
         page = resp.read().decode()
     assert "ECS Task Spec" in page and "Use AWS VPC Mode" in page and "Delegate Group Name" in page
     url = f"{manager.url}/ui/install-delegate/ecs-task-spec?delegateGroupName=g1&awsvpc=true"
-    with urllib.request.urlopen(url, timeout=10) as resp:
+    with browser.open(url, timeout=10) as resp:
         spec = taskspec.load_spec(resp.read(), "form download")
     assert spec["networkMode"] == "awsvpc" and taskspec.env_of(spec)["DELEGATE_GROUP_NAME"] == "g1"
 
