@@ -78,7 +78,8 @@ def plan(td: dict[str, Any] | None, latest: dict[str, Any] | None, td_arn: str |
                                    "changes": []}
     else:
         changes = diff(latest or {}, {k: v for k, v in td.items() if k != "tags"})
-        td_part = {"family": td["family"], "register": latest is None or bool(changes),
+        register = latest is None or not manifests.same_task_definition(latest, td)
+        td_part = {"family": td["family"], "register": register,
                    "latestArn": (latest or {}).get("taskDefinitionArn"), "changes": _cut(changes)}
     wanted = manifests.update_params(svc)
     if desired is not None:
@@ -142,9 +143,10 @@ async def prepare(aws: Aws, manifest: Any, svc: dict[str, Any], current: dict[st
         describe_plan(change, log)
         return arn, False, change
     td = manifests.task_definition(manifest)
-    change = plan(td, await latest_revision(aws, td["family"]), None, svc, current, desired)
+    latest = await latest_revision(aws, td["family"])
+    change = plan(td, latest, None, svc, current, desired)
     describe_plan(change, log)
     if dry_run:
         return None, False, change
-    arn, registered = await services.register_task_definition(aws, td, log)
+    arn, registered = await services.register_task_definition(aws, td, log, latest)
     return arn, registered, change

@@ -15,18 +15,22 @@ from delegate.errors import AwsPermanentError
 from delegate.tasks.registry import TaskLog
 
 
-async def register_task_definition(aws: Aws, params: dict[str, Any], log: TaskLog) -> tuple[str, bool]:
+async def register_task_definition(aws: Aws, params: dict[str, Any], log: TaskLog,
+                                   latest: dict[str, Any] | bool | None = False) -> tuple[str, bool]:
     """(ARN, registered now?): the family's latest ACTIVE revision is reused when it already says
-    everything the manifest says."""
+    everything the manifest says. `latest`: that revision when the caller already described it
+    (None: there is none), False to describe it here."""
     family = params["family"]
-    try:
-        latest = (await aws.call("ecs", "describe_task_definition", taskDefinition=family))["taskDefinition"]
-    except AwsPermanentError as exc:
-        if exc.code not in ("ClientException", "InvalidParameterException"):
-            raise
-        latest = None
-    if latest is not None and manifests.same_task_definition(latest, params):
-        arn = str(latest["taskDefinitionArn"])
+    found = latest if isinstance(latest, dict) else None
+    if latest is False:
+        try:
+            answer = await aws.call("ecs", "describe_task_definition", taskDefinition=family)
+            found = answer["taskDefinition"]
+        except AwsPermanentError as exc:
+            if exc.code not in ("ClientException", "InvalidParameterException"):
+                raise
+    if found is not None and manifests.same_task_definition(found, params):
+        arn = str(found["taskDefinitionArn"])
         log.info(f"task definition unchanged: reusing {arn}")
         return arn, False
     registered = await aws.call("ecs", "register_task_definition", **params)
