@@ -14,9 +14,11 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -25,8 +27,8 @@ import psycopg
 
 from bench.common import percentile, rss_mib, table
 from bench.tasks import _ws_floor
-from devstack.procs import Manager
-from devstack.services import Postgres
+from devstack.procs import Manager, free_port
+from devstack.services import HAProxy, Postgres
 from devstack.swarm import Swarm, raise_fd_limit
 from manager import db
 
@@ -68,14 +70,20 @@ def run() -> str:
         rows.append((f"manager CPU with {FLEET} delegates idle",
                      f"{fleet['cpu']:.0f} % of a core",
                      f"heartbeat every {HEARTBEAT_S:g} s each, {IDLE_WINDOW_S:g} s window"))
-        rate = asyncio.run(_throughput(base / "tp"))
+        rate = asyncio.run(_throughput(base / "tp", pg=None, replicas=1))
         rows.append(("acquire-and-complete, 1 manager, SQLite", f"{rate:.0f} tasks/s",
                      f"{rate / sqlite_floor:.2f} x SQLite floor; {THROUGHPUT_N} tasks, "
                      f"{THROUGHPUT_DELEGATES} delegates; target >= 0.5 x"))
-    for what in ("acquire-and-complete, 1 replica, PostgreSQL",
-                 "acquire-and-complete, 2 replicas, PostgreSQL",
-                 "failover: SIGKILL a replica -> all delegates back"):
-        rows.append((what, "not built", "needs the PostgreSQL store and replicas (issue 13)"))
+        with Postgres(fast=False, max_connections=100) as pg:
+            for n in (1, 2):
+                rate = asyncio.run(_throughput(base / f"pg{n}", pg=pg, replicas=n))
+                rows.append((f"acquire-and-complete, {n} replica{'s' if n > 1 else ''}, "
+                             "PostgreSQL", f"{rate:.0f} tasks/s",
+                             f"{rate / pg_floor:.2f} x PostgreSQL floor; behind HAProxy; "
+                             "target: 2 replicas > 1"))
+            back = asyncio.run(_failover(base / "failover", pg))
+        rows.append((f"failover: SIGKILL 1 of 2 replicas -> all {FLEET} delegates back",
+                     f"{back:.1f} s", "through HAProxy; target < 5 s"))
     return table("Manager at scale", rows)
 
 
@@ -142,28 +150,63 @@ async def _pg_floor() -> float:
 
 # --- the manager ---------------------------------------------------------------------------------
 
-async def _submit(session: aiohttp.ClientSession, manager: Manager) -> str:
-    headers = {"Authorization": f"Bearer {manager.env['DEVSTACK_API_KEY']}"}
-    body = {"accountId": manager.account_id, "taskType": "NOOP", "data": {},
-            "timeoutMs": 300_000}
-    async with session.post(f"{manager.url}/api/setup/tasks", json=body,
-                            headers=headers) as resp:
-        answer = await resp.json()
-        if resp.status != 200:
-            raise RuntimeError(f"submit: {resp.status} {answer}")
-        return str(answer["resource"]["taskId"])
+@dataclass
+class Stack:
+    """One manager on SQLite, or `n` replicas on PostgreSQL behind HAProxy."""
 
+    url: str
+    env: dict[str, str]
+    managers: list[Manager]
+    balancer: HAProxy | None = None
 
-def _swarm(manager: Manager, n: int, work: Path) -> Swarm:
-    work.mkdir(parents=True, exist_ok=True)
-    return Swarm(manager.url, manager.account_id, manager.env["DELEGATE_TOKEN"], n, work,
-                 heartbeat_s=HEARTBEAT_S)
+    @classmethod
+    async def start(cls, base: Path, *, pg: Postgres | None = None, replicas: int = 1,
+                    args: tuple[str, ...] = ()) -> Stack:
+        common = ("--log-level", "WARNING", "--rebroadcast-s", "1", *args)
+        if pg is None:
+            m = await asyncio.to_thread(lambda: Manager(base / "manager", *common).start())
+            return cls(m.url, m.env, [m])
+        name = "bench_" + uuid.uuid4().hex[:12]
+        async with await psycopg.AsyncConnection.connect(pg.url, autocommit=True) as admin:
+            await admin.execute(f"CREATE DATABASE {name}")
+        url = pg.url.rsplit("/", 1)[0] + "/" + name
+        ports = [free_port() for _ in range(replicas)]
+        balancer = HAProxy(ports)
+        managers = []
+        for i, port in enumerate(ports):
+            m = Manager(base / f"replica{i}", "--database-url", url, "--public-url",
+                        balancer.url, *common)
+            m.port = port
+            await asyncio.to_thread(m.start)
+            managers.append(m)
+        await asyncio.to_thread(balancer.start)
+        return cls(balancer.url, managers[0].env, managers, balancer)
+
+    async def stop(self) -> None:
+        for m in self.managers:
+            await asyncio.to_thread(m.stop)
+        if self.balancer is not None:
+            await asyncio.to_thread(self.balancer.close)
+
+    def swarm(self, n: int, work: Path) -> Swarm:
+        work.mkdir(parents=True, exist_ok=True)
+        return Swarm(self.url, self.env["ACCOUNT_ID"], self.env["DELEGATE_TOKEN"], n, work,
+                     heartbeat_s=HEARTBEAT_S)
+
+    async def submit(self, session: aiohttp.ClientSession) -> str:
+        headers = {"Authorization": f"Bearer {self.env['DEVSTACK_API_KEY']}"}
+        body = {"taskType": "NOOP", "data": {}, "timeoutMs": 300_000}
+        async with session.post(f"{self.url}/api/setup/tasks", json=body,
+                                headers=headers) as resp:
+            answer = await resp.json()
+            if resp.status != 200:
+                raise RuntimeError(f"submit: {resp.status} {answer}")
+            return str(answer["resource"]["taskId"])
 
 
 async def _fleet(base: Path) -> dict[str, float]:
-    manager = await asyncio.to_thread(
-        lambda: Manager(base / "manager", "--log-level", "WARNING").start())
-    swarm = _swarm(manager, FLEET, base / "work")
+    stack = await Stack.start(base)
+    swarm = stack.swarm(FLEET, base / "work")
     try:
         t0 = time.monotonic()
         await swarm.start()
@@ -173,11 +216,11 @@ async def _fleet(base: Path) -> dict[str, float]:
         async with aiohttp.ClientSession() as session:
             for _ in range(PICKUPS):
                 started = time.perf_counter()
-                task_id = await _submit(session, manager)
+                task_id = await stack.submit(session)
                 await swarm.wait_done([task_id], 30)
                 waits.append((swarm.acquired_at[task_id] - started) * 1000)
                 await asyncio.sleep(0.02)
-        proc = psutil.Process(manager.process.pid if manager.process else 0)
+        proc = psutil.Process(stack.managers[0].process.pid if stack.managers[0].process else 0)
         cpu0, w0 = sum(proc.cpu_times()[:2]), time.monotonic()
         await asyncio.sleep(IDLE_WINDOW_S)
         cpu = (sum(proc.cpu_times()[:2]) - cpu0) / (time.monotonic() - w0) * 100
@@ -185,14 +228,12 @@ async def _fleet(base: Path) -> dict[str, float]:
                 "p99": percentile(waits, 99), "rss": rss_mib(proc.pid), "cpu": cpu}
     finally:
         await swarm.close()
-        await asyncio.to_thread(manager.stop)
+        await stack.stop()
 
 
-async def _throughput(base: Path) -> float:
-    manager = await asyncio.to_thread(
-        lambda: Manager(base / "manager", "--log-level", "WARNING", "--rebroadcast-s", "1")
-        .start())
-    swarm = _swarm(manager, THROUGHPUT_DELEGATES, base / "work")
+async def _throughput(base: Path, *, pg: Postgres | None, replicas: int) -> float:
+    stack = await Stack.start(base, pg=pg, replicas=replicas)
+    swarm = stack.swarm(THROUGHPUT_DELEGATES, base / "work")
     try:
         await swarm.start()
         await swarm.wait_connected(within_s=120)
@@ -201,14 +242,36 @@ async def _throughput(base: Path) -> float:
         async with aiohttp.ClientSession() as session:
             async def submitter(count: int) -> None:
                 for _ in range(count):
-                    ids.append(await _submit(session, manager))
+                    ids.append(await stack.submit(session))
             await asyncio.gather(*(submitter(THROUGHPUT_N // 16) for _ in range(16)))
         await swarm.wait_done(ids, 300)
         elapsed = time.perf_counter() - t0
-        twice = [t for t in ids if swarm.done[t] != 1 or len(swarm.acquired_by[t]) != 1]
+        twice = [t for t in ids if swarm.done[t] != 1 or len(set(swarm.acquired_by[t])) != 1]
         if twice:
             raise RuntimeError(f"{len(twice)} tasks acquired or completed more than once")
         return len(ids) / elapsed
     finally:
         await swarm.close()
-        await asyncio.to_thread(manager.stop)
+        await stack.stop()
+
+
+async def _failover(base: Path, pg: Postgres) -> float:
+    """Seconds from a replica's SIGKILL until every delegate has a heartbeat acknowledged again."""
+    stack = await Stack.start(base, pg=pg, replicas=2)
+    swarm = stack.swarm(FLEET, base / "work")
+    try:
+        await swarm.start()
+        await swarm.wait_connected(within_s=300)
+        victim = stack.managers[0].process
+        assert victim is not None
+        t0 = time.monotonic()
+        victim.send(signal.SIGKILL)
+        for _ in range(2000):  # until the loss is seen (at most 10 s)
+            if swarm.connected() < len(swarm.delegates):
+                break
+            await asyncio.sleep(0.005)
+        await swarm.wait_connected(within_s=300)
+        return time.monotonic() - t0
+    finally:
+        await swarm.close()
+        await stack.stop()

@@ -54,6 +54,7 @@ class SimDelegate:
                                audience=settings.manager_host_and_port)
         self.client = ManagerClient(settings, tokens)
         self.running: set[str] = set()
+        self.claimed: set[str] = set()  # offers being acted on
         self.work_wanted = asyncio.Event()
         registrar = Registrar(settings, self.client, self.registration, self.liveness, metrics,
                               workload=self)
@@ -76,12 +77,19 @@ class SimDelegate:
     def on_events(self, events: Sequence[TaskEvent], source: str) -> None:
         for event in events:
             if isinstance(event, wire.DelegateTaskEvent) and event.delegate_task_id not in \
-                    self.running:
+                    self.claimed:  # one offer at a time per task, as the task runner does
+                self.claimed.add(event.delegate_task_id)
                 job = asyncio.get_running_loop().create_task(self._take(event.delegate_task_id))
                 self._work.add(job)
                 job.add_done_callback(self._work.discard)
 
     async def _take(self, task_id: str) -> None:
+        try:
+            await self._acquire_and_run(task_id)
+        finally:
+            self.claimed.discard(task_id)
+
+    async def _acquire_and_run(self, task_id: str) -> None:
         who = self.registration.identity
         if who is None:
             return
@@ -94,6 +102,8 @@ class SimDelegate:
         self.running.add(task_id)
         self.swarm.on_acquired(task_id, self)
         try:
+            if self.swarm.hold_s:
+                await asyncio.sleep(self.swarm.hold_s)
             if self.swarm.log_lines:
                 lines = [wire.LogLine(seq=i, ts=int(time.time() * 1000), message=f"line {i}")
                          for i in range(self.swarm.log_lines)]
@@ -105,6 +115,8 @@ class SimDelegate:
                                      delegate_instance_id=who.instance_id)
             await self._retry(lambda: self.client.send_result(who.delegate_id, task_id, result))
             self.swarm.on_done(task_id)
+        except ManagerRejected as exc:
+            self.swarm.taken_back.append((task_id, str(exc)))  # re-queued while it ran here
         finally:
             self.running.discard(task_id)
 
@@ -133,13 +145,16 @@ class Swarm:
 
     def __init__(self, url: str, account_id: str, delegate_token: str, n: int, work_dir: Path,
                  *, heartbeat_s: float = 10.0, polling: bool = False, log_lines: int = 0,
-                 group: str = "swarm") -> None:
+                 hold_s: float = 0.0, group: str = "swarm") -> None:
         log.configure(level="WARNING", fmt="json")  # a thousand delegates' INFO lines: no
         self.account_id = account_id
         self.log_lines = log_lines
+        self.hold_s = hold_s  # how long each task "runs" between acquire and its log and result
         self.acquired_at: dict[str, float] = {}
         self.acquired_by: dict[str, list[SimDelegate]] = defaultdict(list)
         self.done: dict[str, int] = defaultdict(int)
+        #: tasks the manager took back from a delegate while it ran them (and why)
+        self.taken_back: list[tuple[str, str]] = []
         self.done_event = asyncio.Event()
         self.metrics = Metrics()
         self.delegates: list[SimDelegate] = []

@@ -59,6 +59,7 @@ ROUTES: tuple[Callable[[web.Application], None], ...] = (
 )
 
 SHUTDOWN_TIMEOUT_S = 5.0
+LISTEN_TIMEOUT_S = 20.0
 
 
 @web.middleware
@@ -129,6 +130,7 @@ class ManagerServer:
         self.failed = asyncio.Event()  # set if the periodic job dies: the owner should stop
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
@@ -157,6 +159,11 @@ class ManagerServer:
         self.manager.public_url = settings.url_for(self.port)
         self._ticker = asyncio.create_task(self._tick_forever(), name="manager.ticker")
         self._ticker.add_done_callback(self._on_ticker_done)
+        if self.manager.fanout is not None:  # replicas: hear the others' events before serving
+            self._listener = asyncio.create_task(
+                self.manager.fanout.run(self.manager.on_replica_event), name="manager.listener")
+            self._listener.add_done_callback(self._on_ticker_done)
+            await asyncio.wait_for(self.manager.fanout.listening.wait(), LISTEN_TIMEOUT_S)
         write_env(settings, self.manager.account, self.port)
         log.info("manager.started", url=self.url, public_url=settings.url_for(self.port),
                  account_id=self.manager.account.account_id, data_dir=str(settings.data_dir))
@@ -181,6 +188,11 @@ class ManagerServer:
             self.failed.set()
 
     async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

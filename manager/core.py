@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from aiohttp import web
 
-from manager import db, store
+from manager import db, replicas, store
 from manager.auth import DEFAULT_TOKEN_NAME, AgentAuth
 from manager.delegates import DelegateRecord, Delegates
 from manager.dispatch import Dispatcher, matches
 from manager.hub import StreamHub
 from manager.identity import Connections, ConnectionStore
 from manager.people import People, PeopleStore, digest
+from manager.pgstore import PgConnection
 from manager.settings import ManagerSettings
 from manager.tasks import NewTask, TaskStore, target
 from manager.tokens import DelegateTokens, TokenStore, load_or_create_key
@@ -37,6 +38,14 @@ class Manager:
     def __init__(self, settings: ManagerSettings) -> None:
         self.settings = settings
         self.conn: sqlite3.Connection = store.open_database(settings)
+        #: replicas on PostgreSQL: events travel through the database, one replica leads the job
+        self.shared = settings.database_url is not None
+        self.fanout: replicas.Fanout | None = None
+        self.leader: replicas.Leader | None = None
+        if settings.database_url is not None:
+            pg = cast(PgConnection, self.conn)
+            self.fanout = replicas.Fanout(settings.database_url.get_secret_value(), pg)
+            self.leader = replicas.Leader(pg)
         account = db.load_or_create_account(self.conn)
         self.tokens = DelegateTokens(TokenStore(self.conn, load_or_create_key(settings.key_path)))
         if account.delegate_token:  # the account's first token becomes `default`, encrypted
@@ -47,9 +56,10 @@ class Manager:
         self.account = db.Account(account.account_id, default.secret if default else "",
                                   self._bootstrap_key(account.api_key))
         self.auth = AgentAuth(self.account, self.tokens, audience=lambda: self.public_url)
-        self.connections = Connections(ConnectionStore(self.conn))
+        self.connections = Connections(ConnectionStore(self.conn), shared=self.shared)
         self.delegates = Delegates(self.conn, disconnect_after_s=settings.disconnect_after_s,
-                                   ecs_stale_slot_s=settings.ecs_stale_slot_s)
+                                   ecs_stale_slot_s=settings.ecs_stale_slot_s,
+                                   shared=self.shared)
         self.tasks = TaskStore(self.conn, validation_timeout_s=settings.validation_timeout_s)
         self.hub = StreamHub()
         self.dispatcher = Dispatcher(self.delegates, self.hub, fanout=settings.broadcast_fanout)
@@ -116,14 +126,34 @@ class Manager:
 
     async def _broadcast(self, row: sqlite3.Row, now: int) -> None:
         round_no = int(row["broadcast_round"])
+        if self.fanout is not None:  # every replica offers it to the streams it holds
+            self.tasks.mark_broadcast(row["task_id"], round_no + 1, now + self._rebroadcast_ms)
+            self.fanout.publish({"kind": "task", "taskId": row["task_id"], "round": round_no})
+            return
         await self.dispatcher.broadcast(target(row), round_no, now)
         self.tasks.mark_broadcast(row["task_id"], round_no + 1, now + self._rebroadcast_ms)
+
+    async def on_replica_event(self, event: dict[str, Any]) -> None:
+        """An event published by a replica (this one too): pass it to the streams held here."""
+        if event.get("kind") == "task":
+            row = self.tasks.get(str(event["taskId"]))
+            if row is not None and row["status"] in (TaskStatus.QUEUED, TaskStatus.VALIDATING):
+                await self.dispatcher.broadcast(target(row), int(event["round"]), db.now_ms())
+        elif event.get("kind") == "abort" and self.hub.has(str(event["delegateId"])):
+            await self.hub.send(str(event["delegateId"]), DelegateTaskAbortEvent(
+                account_id=str(event["accountId"]),
+                delegate_task_id=str(event["taskId"])).dump())
 
     async def abort(self, task_id: str) -> None:
         now = db.now_ms()
         before = self.tasks.abort(task_id, now)
         delegate_id = before["delegate_id"]
         if delegate_id and before["acquired_at"] is not None:
+            if self.fanout is not None:
+                self.fanout.publish({"kind": "abort", "taskId": task_id,
+                                     "delegateId": delegate_id,
+                                     "accountId": before["account_id"]})
+                return
             event = DelegateTaskAbortEvent(account_id=before["account_id"],
                                            delegate_task_id=task_id).dump()
             await self.hub.send(delegate_id, event)
@@ -163,16 +193,22 @@ class Manager:
     # --- the periodic job ----------------------------------------------------------------------
 
     async def tick(self) -> None:
-        """Disconnect marking, expiry, re-queueing lost tasks, rebroadcasting. Called every ~1 s."""
-        now = db.now_ms()
+        """Token changes (every replica); then disconnect marking, expiry, re-queueing lost tasks,
+        rebroadcasting: among replicas, by the leader only. Called every ~1 s."""
         before = {t.name: (t.status, t.secret) for t in self.tokens.by_name.values()}
         self.tokens.reload()  # revocations made through another replica
         if before != {t.name: (t.status, t.secret) for t in self.tokens.by_name.values()}:
             self.auth.forget()
-        if now - self.started_ms > self.settings.disconnect_after_s * 1000:
+        if self.leader is not None and not self.leader.is_leader():
+            return
+        now = db.now_ms()
+        up_ms = now - self.started_ms
+        if self.leader is not None:  # nor after the database was away: heartbeats were refused
+            up_ms = min(up_ms, now - self.leader.up_since_ms)
+        if up_ms > self.settings.disconnect_after_s * 1000:
             self.delegates.mark_disconnected(now)
         self._expire(now)
-        if now - self.started_ms > self._orphan_ms:
+        if up_ms > self._orphan_ms:
             self._requeue_orphans(now)
         for row in self.tasks.due_broadcasts(now):
             await self._broadcast(row, now)

@@ -130,11 +130,16 @@ def _parse_seq(value: str | None) -> int | None:
 
 
 class Delegates:
-    """The registry of delegate records, in memory and in SQLite."""
+    """The registry of delegate records, in memory and in the database.
+
+    `shared`: other manager processes write the same table (replicas on PostgreSQL), so a record
+    is read again from the database whenever it is looked up, and the whole table before a
+    decision over all of them; memory is then a cache of what this process last read."""
 
     def __init__(self, conn: sqlite3.Connection, *, disconnect_after_s: float,
-                 ecs_stale_slot_s: float) -> None:
+                 ecs_stale_slot_s: float, shared: bool = False) -> None:
         self._conn = conn
+        self.shared = shared
         self._disconnect_ms = int(disconnect_after_s * 1000)
         self._stale_ms = int(ecs_stale_slot_s * 1000)
         self.by_id: dict[str, DelegateRecord] = {
@@ -148,28 +153,55 @@ class Delegates:
         return rec.connected and now - rec.last_heartbeat <= self._disconnect_ms
 
     def connected(self, now: int) -> list[DelegateRecord]:
+        self.reload_all()
         return [r for r in self.by_id.values() if self.is_connected(r, now)]
+
+    def reload_all(self) -> None:
+        """Shared: read every record again (others may have registered or changed some)."""
+        if self.shared:
+            self.by_id = {row["delegate_id"]: DelegateRecord.from_row(row)
+                          for row in self._conn.execute("SELECT * FROM delegates")}
+
+    def _reload(self, delegate_id: str) -> DelegateRecord | None:
+        row = self._conn.execute("SELECT * FROM delegates WHERE delegate_id=?",
+                                 (delegate_id,)).fetchone()
+        if row is None:
+            self.by_id.pop(delegate_id, None)
+            return None
+        rec = self.by_id[delegate_id] = DelegateRecord.from_row(row)
+        return rec
 
     def _is_stale(self, rec: DelegateRecord, now: int) -> bool:
         return rec.unregistered or now - rec.last_heartbeat > self._stale_ms
 
     def mark_disconnected(self, now: int) -> list[str]:
-        """Flip records past the disconnect threshold; returns their ids."""
-        gone = [r for r in self.by_id.values()
-                if r.connected and now - r.last_heartbeat > self._disconnect_ms]
-        for rec in gone:
-            rec.connected = False
-            self._conn.execute("UPDATE delegates SET connected=0 WHERE delegate_id=?",
-                               (rec.delegate_id,))
-            log.info("delegate.disconnected", delegate_id=rec.delegate_id,
-                     host_name=rec.host_name, reason="no heartbeat")
-        return [r.delegate_id for r in gone]
+        """Flip records past the disconnect threshold, judged by the database's last heartbeat
+        (one conditional UPDATE each, so replicas deciding together flip each once); returns
+        their ids."""
+        cutoff = now - self._disconnect_ms
+        gone = []
+        for row in self._conn.execute(
+                "SELECT delegate_id, host_name FROM delegates WHERE connected=1"
+                " AND last_heartbeat<?", (cutoff,)).fetchall():
+            cur = self._conn.execute("UPDATE delegates SET connected=0 WHERE delegate_id=?"
+                                     " AND connected=1 AND last_heartbeat<?",
+                                     (row["delegate_id"], cutoff))
+            rec = self.by_id.get(row["delegate_id"])
+            if rec is not None and rec.last_heartbeat < cutoff:
+                rec.connected = False
+            if cur.rowcount == 1:
+                gone.append(row["delegate_id"])
+                log.info("delegate.disconnected", delegate_id=row["delegate_id"],
+                         host_name=row["host_name"], reason="no heartbeat")
+        return gone
 
     def get(self, delegate_id: str | None) -> DelegateRecord | None:
-        return self.by_id.get(delegate_id) if delegate_id else None
+        if not delegate_id:
+            return None
+        return self._reload(delegate_id) if self.shared else self.by_id.get(delegate_id)
 
     def require(self, delegate_id: str) -> DelegateRecord:
-        rec = self.by_id.get(delegate_id)
+        rec = self.get(delegate_id)
         if rec is None:
             raise ApiError(404, "DELEGATE_NOT_FOUND",
                            f"delegate {delegate_id!r} is not registered; register again")
@@ -182,6 +214,7 @@ class Delegates:
     # --- register / keep-alive -----------------------------------------------------------------
 
     def register(self, params: DelegateParams, now: int) -> DelegateRecord:
+        self.reload_all()
         if params.delegate_type == DelegateType.ECS:
             rec = self._register_ecs(params, now)
         else:

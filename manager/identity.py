@@ -74,6 +74,10 @@ class ConnectionStore:
                                  (connection_hash,)).fetchone()
         return None if row is None else _row(row)
 
+    def load_for(self, delegate_id: str) -> list[DelegateConnection]:
+        return [_row(r) for r in self._conn.execute(
+            "SELECT * FROM delegate_connections WHERE delegate_id=?", (delegate_id,))]
+
     def insert(self, c: DelegateConnection) -> None:
         self._conn.execute(
             "INSERT INTO delegate_connections (connection_hash, delegate_id, token_name,"
@@ -100,9 +104,19 @@ class Connections:
     #: superseded connections kept per delegate (an upgrade's old process drains through one)
     KEEP_SUPERSEDED = 4
 
-    def __init__(self, store: ConnectionStore) -> None:
+    def __init__(self, store: ConnectionStore, *, shared: bool = False) -> None:
         self._store = store
+        #: other manager processes (replicas) issue and supersede credentials too: read a
+        #: delegate's records again before every decision about it
+        self._shared = shared
         self._by_hash = {c.connection_hash: c for c in store.load_all()}
+
+    def _refresh(self, delegate_id: str) -> None:
+        if not self._shared:
+            return
+        for h in [h for h, c in self._by_hash.items() if c.delegate_id == delegate_id]:
+            del self._by_hash[h]
+        self._by_hash.update((c.connection_hash, c) for c in self._store.load_for(delegate_id))
 
     def presented(self, request: web.Request) -> str:
         return request.headers.get(CONNECTION_HEADER, "").strip()
@@ -110,6 +124,7 @@ class Connections:
     def find(self, delegate_id: str, secret: str) -> DelegateConnection | None:
         if not secret:
             return None
+        self._refresh(delegate_id)  # replicas: what the database says now
         key = digest(secret)
         found = self._by_hash.get(key)
         if found is None:  # issued by another replica on the same database
@@ -140,6 +155,7 @@ class Connections:
     def register(self, delegate_id: str, presented: str, *, token_name: str | None,
                  instance_id: str | None, now: int) -> tuple[str, list[DelegateConnection]]:
         """The credential to hand back, and the connections this registration superseded."""
+        self._refresh(delegate_id)
         found = self.find(delegate_id, presented)
         if found is not None and not found.superseded:
             return presented, []
@@ -177,6 +193,7 @@ class Connections:
         return {c.delegate_id for c in self._by_hash.values() if c.token_name == token_name}
 
     def token_name_of(self, delegate_id: str) -> str | None:
+        self._refresh(delegate_id)
         current = [c for c in self._by_hash.values()
                    if c.delegate_id == delegate_id and not c.superseded]
         return current[-1].token_name if current else None

@@ -64,6 +64,9 @@ class PgConnection:
         self._conn: psycopg.Connection[Row] | None = None
         self._failed_at = 0.0
         self._last_error = ""
+        #: counts connections made: session state (advisory locks) lives as long as one
+        self.generation = 0
+        self.connected_at_ms = 0
 
     def _connection(self) -> psycopg.Connection[Row]:
         if self._conn is not None and not self._conn.closed:
@@ -77,6 +80,8 @@ class PgConnection:
                 options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}")
         except psycopg.OperationalError as exc:
             raise self._lost(exc) from None
+        self.generation += 1
+        self.connected_at_ms = int(time.time() * 1000)
         if self._failed_at:
             log.info("database.reconnected")
             self._failed_at = 0.0
