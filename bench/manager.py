@@ -175,7 +175,7 @@ class Stack:
         managers = []
         for i, port in enumerate(ports):
             m = Manager(base / f"replica{i}", "--database-url", url, "--public-url",
-                        balancer.url, *common)
+                        balancer.url, "--key-file", str(base / "manager.key"), *common)
             m.port = port
             await asyncio.to_thread(m.start)
             managers.append(m)

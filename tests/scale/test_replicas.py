@@ -97,6 +97,7 @@ async def cluster(postgres: Postgres, tmp_path: Path) -> AsyncIterator[Cluster]:
     replicas = []
     for i, port in enumerate(ports):
         m = Manager(tmp_path / f"replica{i}", "--database-url", url,
+                    "--key-file", str(tmp_path / "manager.key"),  # one key for all replicas
                     "--public-url", balancer.url, "--tick-s", "0.2", "--rebroadcast-s", "1",
                     "--log-level", "INFO")
         m.port = port
