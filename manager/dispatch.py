@@ -37,6 +37,8 @@ def matches(rec: DelegateRecord, t: Target) -> bool:
     """Eligibility without the connected check."""
     if rec.account_id != t.account_id or rec.delegate_id in t.excluded:
         return False
+    if rec.instance_id and f"instance:{rec.instance_id}" in t.excluded:
+        return False  # this process handed it back; the delegate restarted may take it
     if t.group_name and rec.group_name != t.group_name:
         return False
     if rec.supported_task_types and t.task_type not in rec.supported_task_types:

@@ -29,6 +29,8 @@ log = structlog.get_logger("manager")
 FINAL = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.ERRORED,
                    TaskStatus.EXPIRED, TaskStatus.ABORTED})
 STARTED_GRACE_MS = 60_000
+#: an `excluded` entry naming a delegate process (instance id) rather than a delegate
+INSTANCE_PREFIX = "instance:"
 ABORT_EVENT_TTL_MS = 10 * 60_000
 _OK_STATUSES = {TaskStatus.SUCCEEDED, TaskStatus.FAILED}
 _FAILED_STATUSES = {TaskStatus.ERRORED, TaskStatus.EXPIRED, TaskStatus.ABORTED, TaskStatus.FAILED}
@@ -102,6 +104,9 @@ class TaskStore:
     def acquire(self, row: sqlite3.Row, delegate_id: str, instance_id: str | None,
                 now: int) -> dict[str, Any]:
         task_id = row["task_id"]
+        if instance_id and f"{INSTANCE_PREFIX}{instance_id}" in from_json(row["excluded"], []):
+            raise ApiError(409, "DELEGATE_NOT_ELIGIBLE",
+                           f"task {task_id} was handed back by this delegate process; another one takes it")
         if row["capabilities"] is not None:
             cur = self._conn.execute(
                 "UPDATE tasks SET status='VALIDATING', validating_since=coalesce(validating_since,"
@@ -181,8 +186,17 @@ class TaskStore:
             self._conn.execute("UPDATE tasks SET result=? WHERE task_id=? AND result IS NULL",
                                (to_json(result.response), task_id))
             return {"duplicate": False, "applied": False, "status": status}, False
+        if result.response_code == ResponseCode.RETRY_ON_OTHER_DELEGATE and (
+                status == TaskStatus.QUEUED or (result.delegate_instance_id and row["instance_id"]
+                                                and result.delegate_instance_id != row["instance_id"])):
+            # a repeat, or a hand-back by a process that no longer holds the task: already done
+            return {"duplicate": True, "status": status}, False
         if result.response_code == ResponseCode.RETRY_ON_OTHER_DELEGATE:
-            excluded = sorted({*from_json(row["excluded"], []), delegate_id})
+            # A hand-back excludes the process that handed it back, not the delegate: the same
+            # delegate restarted (a new instance) may take it again (docs/protocol.md).
+            instance = result.delegate_instance_id or row["instance_id"]
+            excluded = sorted({*from_json(row["excluded"], []),
+                               f"{INSTANCE_PREFIX}{instance}" if instance else delegate_id})
             self.requeue(task_id, row["timeout_ms"], now, excluded=excluded, expect=status)
             log.info("task.requeued", task_id=task_id, delegate_id=delegate_id,
                      reason="RETRY_ON_OTHER_DELEGATE")

@@ -70,9 +70,10 @@ class SessionCache:
         self._assumed: dict[str, tuple[Keys, float]] = {}
 
     def client(self, source: str, keys: Keys | None, service: str, region: str, config: Any,
-               proxy: ProxyRules | None = None) -> Any:
+               proxy: ProxyRules | None = None, variant: str = "") -> Any:
+        """`variant` names a client made with a different `config` (one without SDK retries)."""
         with self._lock:
-            client = self._clients.get((source, region, service, proxy))
+            client = self._clients.get((source, region, service + variant, proxy))
             if client is None:
                 session = self._sessions.get(source)
                 if session is None:
@@ -91,7 +92,7 @@ class SessionCache:
                     url = proxy.for_url(client.meta.endpoint_url)
                     proxied = config.merge(Config(proxies={"http": url, "https": url} if url else {}))
                     client = session.client(service, region_name=region, config=proxied)
-                self._clients[(source, region, service, proxy)] = client
+                self._clients[(source, region, service + variant, proxy)] = client
             return client
 
     def assumed(self, source: str) -> Keys | None:

@@ -80,6 +80,7 @@ class RollingDeployInput(EcsTaskInput):
     keep_revisions: int | None = Field(default=None, ge=1, le=1000, alias="keepRevisions")
     verify_after_completion_s: float | None = Field(default=None, ge=0, le=3600,
                                                     alias="verifyAfterCompletionS")
+    concurrent_deploy_wait_s: float = Field(default=0.0, ge=0, le=3600, alias="concurrentDeployWaitS")
 
 
 class PrepareRollbackInput(EcsTaskInput):

@@ -48,12 +48,13 @@ def _cut(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def latest_revision(aws: Aws, family: str) -> dict[str, Any] | None:
     try:
-        found = (await aws.call("ecs", "describe_task_definition", taskDefinition=family))["taskDefinition"]
+        answer = await aws.call("ecs", "describe_task_definition", taskDefinition=family, include=["TAGS"])
     except AwsPermanentError as exc:
         if exc.code not in ("ClientException", "InvalidParameterException"):
             raise
         return None
-    return dict(found) if found.get("status", "ACTIVE") == "ACTIVE" else None
+    found = {**answer["taskDefinition"], "tags": answer.get("tags") or []}  # the tags: who registered it
+    return found if found.get("status", "ACTIVE") == "ACTIVE" else None
 
 
 async def existing(aws: Aws, arn: str, log: TaskLog) -> dict[str, Any]:
@@ -133,7 +134,7 @@ async def clean_up(aws: Aws, family: str, keep: int, in_use: set[str], log: Task
 
 async def prepare(aws: Aws, manifest: Any, svc: dict[str, Any], current: dict[str, Any] | None,
                   desired: int | None, dry_run: bool,
-                  log: TaskLog) -> tuple[str | None, bool, dict[str, Any]]:
+                  log: TaskLog, task_id: str | None = None) -> tuple[str | None, bool, dict[str, Any]]:
     """(task definition ARN, registered now?, plan). A dry run registers nothing (ARN None when a
     manifest would be registered); an ARN is deployed as it is."""
     if is_arn(manifest):
@@ -148,5 +149,5 @@ async def prepare(aws: Aws, manifest: Any, svc: dict[str, Any], current: dict[st
     describe_plan(change, log)
     if dry_run:
         return None, False, change
-    arn, registered = await services.register_task_definition(aws, td, log, latest)
+    arn, registered = await services.register_task_definition(aws, td, log, latest, task_id)
     return arn, registered, change

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -118,7 +118,8 @@ class Progress:
 
 async def follow_native(aws: Aws, cluster: str, name: str, arn: str, deployment_id: str, log: TaskLog,
                         deadline: Deadline, poll_s: float,
-                        known_events: Iterable[str]) -> tuple[Verdict, dict[str, Any]]:
+                        known_events: Iterable[str],
+                        tick: Callable[[], Awaitable[None]] | None = None) -> tuple[Verdict, dict[str, Any]]:
     """The verdict and the service deployment as last described."""
     events, progress = EventStream(log, known_events), Progress(log)
     log.info(f"following service deployment {arn}")
@@ -140,6 +141,8 @@ async def follow_native(aws: Aws, cluster: str, name: str, arn: str, deployment_
             verdict = Verdict(False, f"service deployment {arn} did not finish within the task's timeout "
                                      f"({status}, stage {sd.get('lifecycleStage')})", service, mine)
         else:
+            if tick is not None:
+                await tick()
             await asyncio.sleep(max(0.0, min(poll_s, deadline.left())))
             continue
         return verdict, sd
@@ -157,7 +160,8 @@ async def stop(aws: Aws, arn: str, log: TaskLog) -> None:
 async def follow_started(aws: Aws, cluster: str, name: str, started: Started, svc: dict[str, Any],
                          since: datetime, log: TaskLog, deadline: Deadline, poll_s: float,
                          known_events: Iterable[str], response: dict[str, Any],
-                         failed_tasks_limit: int = 0, verify_s: float = 0.0) -> Verdict:
+                         failed_tasks_limit: int = 0, verify_s: float = 0.0,
+                         tick: Callable[[], Awaitable[None]] | None = None) -> Verdict:
     """Follow what CreateService/UpdateService started, by its service deployment for a native
     strategy, by its deployment otherwise (failing fast, then watched for `verify_s` after it
     completes); the service deployment's ARN and state go in `response`."""
@@ -174,17 +178,19 @@ async def follow_started(aws: Aws, cluster: str, name: str, started: Started, sv
     try:
         if strategy in NATIVE and arn is not None:
             verdict, sd = await follow_native(aws, cluster, name, arn, started.deployment_id, log,
-                                              deadline, poll_s, known_events)
+                                              deadline, poll_s, known_events, tick)
             response.update(summary(sd))
             return verdict
         known = list(known_events)
         fast = failfast.FailFast(svc, failed_tasks_limit, known)
         verdict = await follow(aws, cluster, name, started.deployment_id, log, deadline, poll_s, known,
-                               fast.check)
+                               fast.check, tick)
         return await failfast.verify_after_completion(aws, cluster, name, verdict, log, deadline,
                                                       poll_s, verify_s)
-    except asyncio.CancelledError:
-        if arn is not None:
+    except asyncio.CancelledError as exc:
+        # An abort stops the deployment; a delegate shutting down hands the task back instead, and
+        # the next delivery follows the same deployment (docs/ecs-tasks.md, re-delivery).
+        if arn is not None and "abort" in " ".join(map(str, exc.args)):
             await asyncio.shield(stop(aws, arn, log))
         raise
 

@@ -1,42 +1,77 @@
 """Steps every service deployment shares, each safe to repeat when a task is delivered again:
 register a task definition only when it differs from the family's latest revision, create a service
-with a client token derived from the task id, update it only when it is not already so."""
+with a client token derived from the task id, update it only when it is not already so.
+
+RegisterTaskDefinition and UpdateService are sent once by the SDK (`aws.NOT_REPEATABLE`); when one
+fails in a way that leaves open whether AWS got it (a timeout, a dropped connection, a 5xx), the
+state is read back: the revision or the deployment is there (follow it) or it is not (send it once
+more, at most `SENDS` times in all)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from delegate.ecs import manifests
 from delegate.ecs.aws import Aws, client_token
+from delegate.ecs.deploys import ServiceBusy, landed
 from delegate.ecs.watch import Deadline, describe_service
-from delegate.errors import AwsPermanentError
+from delegate.errors import AwsPermanentError, AwsTransientError
 from delegate.tasks.registry import TaskLog
+
+SENDS = 3
+TASK_TAG = "harness-delegate-task"  # on a task definition revision: the task that registered it
+
+
+
+async def _latest(aws: Aws, family: str) -> dict[str, Any] | None:
+    try:
+        answer = await aws.call("ecs", "describe_task_definition", taskDefinition=family, include=["TAGS"])
+    except AwsPermanentError as exc:
+        if exc.code not in ("ClientException", "InvalidParameterException"):
+            raise
+        return None
+    return {**answer["taskDefinition"], "tags": answer.get("tags") or []}
 
 
 async def register_task_definition(aws: Aws, params: dict[str, Any], log: TaskLog,
-                                   latest: dict[str, Any] | bool | None = False) -> tuple[str, bool]:
+                                   latest: dict[str, Any] | bool | None = False,
+                                   task_id: str | None = None) -> tuple[str, bool]:
     """(ARN, registered now?): the family's latest ACTIVE revision is reused when it already says
-    everything the manifest says. `latest`: that revision when the caller already described it
-    (None: there is none), False to describe it here."""
+    everything the manifest says. `latest`: that revision (with its `tags`) when the caller already
+    described it (None: there is none), False to describe it here. A revision registered for a task
+    carries its id (TASK_TAG)."""
     family = params["family"]
-    found = latest if isinstance(latest, dict) else None
-    if latest is False:
+    comparable = {k: v for k, v in params.items() if k != "tags"}
+    if task_id is not None:
+        params = {**params, "tags": [*(t for t in params.get("tags") or [] if t.get("key") != TASK_TAG),
+                                     {"key": TASK_TAG, "value": task_id}]}
+    for sent in range(SENDS + 1):
+        found = (latest if isinstance(latest, dict) else None) if sent == 0 and latest is not False \
+            else await _latest(aws, family)
+        if found is not None and manifests.same_task_definition(found, comparable):
+            arn = str(found["taskDefinitionArn"])
+            ours = {"key": TASK_TAG, "value": task_id} in (found.get("tags") or [])
+            if sent or ours:
+                earlier = "" if sent else " (an earlier delivery)"
+                log.info(f"task definition {arn} is there, registered by this task{earlier}; using it")
+                return arn, True
+            log.info(f"task definition unchanged: reusing {arn}")
+            return arn, False
+        if sent == SENDS:
+            break
         try:
-            answer = await aws.call("ecs", "describe_task_definition", taskDefinition=family)
-            found = answer["taskDefinition"]
-        except AwsPermanentError as exc:
-            if exc.code not in ("ClientException", "InvalidParameterException"):
-                raise
-    if found is not None and manifests.same_task_definition(found, params):
-        arn = str(found["taskDefinitionArn"])
-        log.info(f"task definition unchanged: reusing {arn}")
-        return arn, False
-    registered = await aws.call("ecs", "register_task_definition", **params)
-    arn = str(registered["taskDefinition"]["taskDefinitionArn"])
-    log.info(f"registered task definition {arn}")
-    return arn, True
+            registered = await aws.call("ecs", "register_task_definition", **params)
+        except AwsTransientError as exc:
+            log.warn(f"{exc}; reading the family back to see whether the revision was registered")
+            continue
+        arn = str(registered["taskDefinition"]["taskDefinitionArn"])
+        log.info(f"registered task definition {arn}")
+        return arn, True
+    raise AwsPermanentError(f"RegisterTaskDefinition of family {family} did not succeed in {SENDS} sends",
+                            "RegisterFailed", "register_task_definition")
 
 
 async def wait_not_draining(aws: Aws, cluster: str, name: str, deadline: Deadline,
@@ -79,7 +114,13 @@ async def create_service(aws: Aws, cluster: str, params: dict[str, Any], td_arn:
     if tags:
         body["tags"] = [t for t in body.get("tags") or [] if t.get("key") not in {x["key"] for x in tags}]
         body["tags"] += tags
-    service = (await aws.call("ecs", "create_service", **body))["service"]
+    try:
+        service = (await aws.call("ecs", "create_service", **body))["service"]
+    except AwsPermanentError as exc:
+        if "not idempotent" not in str(exc):
+            raise
+        raise ServiceBusy(f"service {params['serviceName']} is being created by another task at the "
+                          f"same time ({exc}); run the deploys one after another") from None
     deployment = primary(service)
     log.info(f"created service {service['serviceName']} with {desired} task(s) of {td_arn}")
     return Started(service, str(deployment.get("id")), True, False)
@@ -103,12 +144,36 @@ async def update_service(aws: Aws, cluster: str, current: dict[str, Any], params
         body["desiredCount"] = desired
     if force:
         body["forceNewDeployment"] = True
-    service = (await aws.call("ecs", "update_service", **body))["service"]
-    deployment = primary(service)
+    before = [str(d.get("id")) for d in current.get("deployments") or []]
+    service, deployment = await _send_update(aws, cluster, body, td_arn, before, log)
     count = f"desiredCount {desired}" if desired is not None else \
         f"keeping desiredCount {service.get('desiredCount')}"
     log.info(f"updated service {name} to {td_arn} ({count}); deployment {deployment.get('id')}")
     return Started(service, str(deployment.get("id")), False, True)
+
+
+async def _send_update(aws: Aws, cluster: str, body: dict[str, Any], td_arn: str, before: list[str],
+                       log: TaskLog) -> tuple[dict[str, Any], dict[str, Any]]:
+    """UpdateService, never twice for one update: after an unclear failure, read back first."""
+    name = str(body["service"])
+    since = time.time()
+    for _ in range(SENDS):
+        try:
+            service = (await aws.call("ecs", "update_service", **body))["service"]
+            return service, primary(service)
+        except AwsTransientError as exc:
+            log.warn(f"{exc}; reading service {name} back to see whether the update reached ECS")
+        current = await describe_service(aws, cluster, name)
+        if current is None:
+            raise AwsPermanentError(f"service {name} is gone from cluster {cluster}",
+                                    "ServiceNotFoundException", "update_service")
+        found, _ = landed(current, td_arn, before, since)
+        if found is not None:
+            log.info(f"the update reached ECS: deployment {found}; not sending it again")
+            return current, next(d for d in current["deployments"] if d.get("id") == found)
+        log.info("the update did not reach ECS; sending it again")
+    raise AwsPermanentError(f"UpdateService of {name} did not succeed in {SENDS} sends",
+                            "UpdateFailed", "update_service")
 
 
 async def delete_service(aws: Aws, cluster: str, name: str, log: TaskLog) -> bool:

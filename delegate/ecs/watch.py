@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,8 +116,10 @@ async def follow(
     poll_s: float,
     known_events: Iterable[str] = (),
     check: Callable[[dict[str, Any], dict[str, Any] | None], str | None] | None = None,
+    tick: Callable[[], Awaitable[None]] | None = None,
 ) -> Verdict:
-    """`check` may fail the deploy early (failfast.FailFast.check) with the reason it returns."""
+    """`check` may fail the deploy early (failfast.FailFast.check) with the reason it returns;
+    `tick` runs once per poll (a deploy renews its lease)."""
     events = EventStream(log, known_events)
     stopped = StoppedTasks(aws, cluster, name, log)
     last_progress, failed_seen = "", 0
@@ -155,6 +157,8 @@ async def follow(
             state = _progress(mine) if mine else "not seen"
             return Verdict(False, f"deployment {deployment_id} of service {name} did not finish within "
                                   f"the task's timeout ({state})", service, mine or {})
+        if tick is not None:
+            await tick()
         await asyncio.sleep(max(0.0, min(poll_s, deadline.left())))
 
 
@@ -164,6 +168,9 @@ def _judge(service: dict[str, Any], mine: dict[str, Any] | None, primary: dict[s
         why = (primary or {}).get("rolloutStateReason") or ""
         if "rolling back" in why.lower():
             return Verdict(False, f"deployment {deployment_id} was rolled back by ECS: {why}")
+        told = rolled_back_reason(service, deployment_id)
+        if told:
+            return Verdict(False, f"deployment {deployment_id} was rolled back by ECS: {told}")
         return Verdict(False, f"deployment {deployment_id} of service {name} is gone "
                               f"(replaced by {(primary or {}).get('id')}); it did not complete")
     state = mine.get("rolloutState")
@@ -184,3 +191,24 @@ def _judge(service: dict[str, Any], mine: dict[str, Any] | None, primary: dict[s
             and mine.get("runningCount") == mine.get("desiredCount") and not mine.get("pendingCount"):
         return Verdict(True, f"deployment {deployment_id} is the only one and runs every task")
     return None
+
+
+def rolled_back_reason(service: dict[str, Any], deployment_id: str | None,
+                       since: float = 0.0) -> str | None:
+    """What the service's events since `since` (epoch s, a few seconds of clock skew allowed) say
+    about a deployment's failure and rollback, if anything."""
+    said: list[str] = []
+    for event in service.get("events") or []:  # newest first
+        at = event.get("createdAt")
+        if since and hasattr(at, "timestamp") and at.timestamp() < since - 5:
+            break
+        message = str(event.get("message") or "")
+        failed = "fail" in message.lower() if deployment_id is None else \
+            (deployment_id in message and "fail" in message.lower())
+        if failed:
+            said.append(message)
+        if "rolling back to deployment" in message.lower() and len(said) < 2:
+            said.append(message)
+        if len(said) >= 2:
+            break
+    return "; ".join(dict.fromkeys(said)) or None

@@ -33,6 +33,7 @@ from delegate.identity import Identity, Registration
 from delegate.metrics import AWS_CALLS, Metrics
 from delegate.tasks import registry
 from delegate.tasks.capabilities import run_checks
+from delegate.tasks.claims import Claims
 from delegate.tasks.logship import LogShipper
 from delegate.tasks.registry import TaskContext, TaskOutcome
 from delegate.tasks.resources import ResourceGuard
@@ -43,7 +44,11 @@ _log = log.get("delegate.tasks.runner")
 
 #: after the task's own timeout, how long the runner waits before it cancels the handler
 TIMEOUT_GRACE_S = 30.0
-_RECENT = 4096  # task ids remembered after they finish, so a re-broadcast is ignored
+#: task ids this process ran, remembered after they finish so that a replayed offer is ignored
+#: (bounded: the oldest are forgotten). Offers it only tried to acquire are not remembered: a task
+#: another delegate won, or that failed to acquire, is taken again when the manager offers it again
+#: after a re-queue.
+_RECENT = 4096
 
 
 class TaskRunner:
@@ -76,6 +81,9 @@ class TaskRunner:
         self._idle.set()
         self.grace_s = TIMEOUT_GRACE_S
         registry.load_builtin_types()
+        self._claims = Claims(settings.delegate_work_dir, self._instance_id)
+        self._claims.hand_back_abandoned(settings.account_id, self._spool, self._sender)
+
 
     # --- what the connection asks of us --------------------------------------------------------
 
@@ -150,11 +158,14 @@ class TaskRunner:
     async def _acquire_and_run(self, task_id: str, source: str) -> None:
         structlog.contextvars.bind_contextvars(task_id=task_id)
         AWS_CALLS.set(self._metrics.aws_calls)  # this task's context only (delegate/metrics.py)
+        ran = False
         try:
             who = await self._registration.wait()
             package = await self._acquire(who, task_id)
             if package is None:
                 return
+            ran = True
+            await asyncio.to_thread(self._claims.hold, task_id)
             self._metrics.tasks_running.inc()
             try:
                 _log.info("task.acquired", task_type=package.task_type, source=source)
@@ -169,7 +180,8 @@ class TaskRunner:
             _log.exception("task.internal_error", error=repr(exc))
         finally:
             self._inflight.pop(task_id, None)
-            self._remember(task_id)
+            if ran:
+                self._remember(task_id)
             self._aborted.discard(task_id)
             if not self._inflight:
                 self._idle.set()
@@ -188,6 +200,7 @@ class TaskRunner:
                 "task.acquire", lambda: self._client.acquire(who, task_id), retry.QUICK
             )
         except ProtocolViolation as exc:
+            self._remember(task_id)
             await self._finish(task_id, TaskOutcome(wire.TaskStatus.ERRORED, {}, str(exc)),
                                wire.ResponseCode.FAILED)
             return None
@@ -297,6 +310,7 @@ class TaskRunner:
         result = wire.TaskResult(account_id=self._s.account_id, response_code=code,
                                  response=response, delegate_instance_id=self._instance_id)
         await asyncio.to_thread(self._spool.write, task_id, result, log_lines)
+        self._claims.drop(task_id)
         self._sender.submit(task_id)
         self._metrics.tasks_finished.labels(status=outcome.status.value).inc()
         _log.info("task.finished", status=outcome.status.value, error=outcome.error_message)

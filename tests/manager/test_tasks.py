@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -213,6 +214,21 @@ async def test_retry_on_other_delegate_excludes_the_first(agent: Callable[..., A
     assert task_id not in [e["delegateTaskId"] for e in await a.events()]
     assert (await a.acquire(task_id))[0] == 409
     assert (await b.acquire(task_id))[0] == 200
+
+
+async def test_a_hand_back_excludes_the_process_not_the_delegate(agent: Callable[..., Agent],
+                                                                 setup: Setup) -> None:
+    a = agent()
+    await a.register()
+    task_id = await setup.submit()
+    await a.acquire(task_id)
+    status, _ = await a.result(task_id, "FAILED", code="RETRY_ON_OTHER_DELEGATE")
+    assert status == 200
+    assert (await a.acquire(task_id))[0] == 409, "not the process that handed it back"
+    # the same delegate restarted: same id, a new process
+    await a.register(delegateInstanceId=uuid.uuid4().hex)
+    assert task_id in [e["delegateTaskId"] for e in await a.events()]
+    assert (await a.acquire(task_id))[0] == 200
 
 
 async def test_capability_checks_decide_who_runs_it(agent: Callable[..., Agent],

@@ -78,13 +78,14 @@ def test_throttling_is_retried_and_the_deploy_succeeds(world: EcsWorld, run: Run
     assert len(world.ecs.list_services(cluster=world.cluster)["serviceArns"]) == 1
 
 
-def test_throttling_that_persists_fails_with_the_aws_code(world: EcsWorld, run: Run,
-                                                          ecs_aws: LocalAws) -> None:
+def test_throttling_that_persists_fails_at_the_deadline_with_the_aws_code(
+        world: EcsWorld, run: Run, ecs_aws: LocalAws) -> None:
     ecs_aws.faults.add("DescribeServices", "ThrottlingException", times=None, message="Rate exceeded")
-    task = run("ECS_ROLLING_DEPLOY", deploy_data(world))
+    task = run("ECS_ROLLING_DEPLOY", deploy_data(world), timeout_s=6)
     assert task["status"] == "FAILED"
     assert "ThrottlingException: Rate exceeded" in task["errorMessage"]
-    assert "retries exhausted" in task["errorMessage"]
+    assert "retried until the task's deadline" in task["errorMessage"]
+    assert log_text(task).count("retrying with backoff until the task's deadline") == 1, "told once"
 
 
 def test_the_capability_check_passes_for_a_reachable_cluster_and_fails_for_a_missing_one(

@@ -57,6 +57,17 @@ def scaling_state(scaling: Any, rid: str) -> tuple[list[tuple[int, int]], list[s
     return [(t["MinCapacity"], t["MaxCapacity"]) for t in targets], [p["PolicyName"] for p in policies]
 
 
+def suspended(scaling: Any, rid: str) -> list[bool]:
+    """Per scalable target: is any of its scaling suspended?"""
+    targets = scaling.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[rid])["ScalableTargets"]
+    return [any((t.get("SuspendedState") or {}).values()) for t in targets]
+
+
+def policy_arns(scaling: Any, rid: str) -> list[str]:
+    policies = scaling.describe_scaling_policies(ServiceNamespace="ecs", ResourceId=rid)["ScalingPolicies"]
+    return [p["PolicyARN"] for p in policies]
+
+
 def existing_service(world: EcsWorld, desired: int = 2) -> str:
     td1 = world.task_definition(image="app:1")
     world.create_service(td1, desired=desired, breaker=True, rollback=True)
@@ -67,6 +78,7 @@ def existing_service(world: EcsWorld, desired: int = 2) -> str:
 def test_a_new_image_rolls_out_keeping_the_running_count_and_the_scaling(world: EcsWorld, run: Run) -> None:
     existing_service(world, desired=2)
     scaling, rid = register_scaling(world)
+    arns = policy_arns(scaling, rid)
     data = deploy_data(world, "app:2")
     data["serviceDefinition"]["desiredCount"] = 5  # ignored: same as already running
 
@@ -82,9 +94,12 @@ def test_a_new_image_rolls_out_keeping_the_running_count_and_the_scaling(world: 
     assert world.ecs.describe_task_definition(taskDefinition=out["taskDefinitionArn"])[
         "taskDefinition"]["containerDefinitions"][0]["image"] == "app:2"
     log = log_text(task)
-    assert "auto scaling deregistered" in log
+    assert "auto scaling suspended for the deploy" in log
+    assert "auto scaling resumed" in log
     assert "keeping desiredCount 2" in log
     assert scaling_state(scaling, rid) == ([(1, 6)], ["cpu"])
+    assert suspended(scaling, rid) == [False]
+    assert policy_arns(scaling, rid) == arns, "suspended, not deregistered: the policy is the same one"
 
 
 def test_tasks_that_fail_to_start_trip_the_breaker_and_the_task_fails(world: EcsWorld, run: Run) -> None:
@@ -103,6 +118,7 @@ def test_tasks_that_fail_to_start_trip_the_breaker_and_the_task_fails(world: Ecs
     assert "TaskFailedToStart: CannotStartContainerError: devstack marker DEVSTACK_FAIL=start" in log
     assert "rolling back" in log
     assert scaling_state(scaling, rid) == ([(1, 6)], ["cpu"]), "scaling comes back after a failure too"
+    assert suspended(scaling, rid) == [False]
     assert world.wait_completed()["taskDefinition"] == td1
 
 
