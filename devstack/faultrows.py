@@ -108,6 +108,17 @@ def two_deploys_together(case: Case) -> Outcome:
     return case.outcome(first, started, [second])
 
 
+def two_deploys_one_waits(case: Case) -> Outcome:
+    """As `two_deploys_together`, but each may wait for the other (concurrentDeployWaitS): both
+    roll out, one after the other."""
+    case.delegate(0)
+    case.delegate(1)
+    started = time.monotonic()
+    first = case.submit("app:2", concurrentDeployWaitS=90)
+    second = case.submit("app:3", concurrentDeployWaitS=90)
+    return case.outcome(first, started, [second])
+
+
 def kill_after_update_and_restart(case: Case) -> Outcome:
     """SIGKILL right after UpdateService passes; the same delegate restarts 2 s later."""
     proc = case.delegate(0)
@@ -147,6 +158,8 @@ ROWS: dict[str, Row] = {
     "frozen-update": Row(f"AWS freezes {FREEZE_S:g} s with UpdateService (force) in flight",
                          frozen_during_update),
     "two-deploys": Row("two deploys of one service submitted together", two_deploys_together),
+    "two-deploys-wait": Row("the same, each willing to wait for the other (concurrentDeployWaitS)",
+                            two_deploys_one_waits),
     "kill-restart": Row(f"SIGKILL right after UpdateService, restart {RESTART_AFTER_S:g} s later",
                         kill_after_update_and_restart),
 }

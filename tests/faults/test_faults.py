@@ -102,6 +102,19 @@ def test_two_deploys_of_one_service_one_fails_at_once_naming_the_other(outcomes:
     assert not {k for k in o.tags if k != "harness-delegate-deploy"}
 
 
+def test_two_deploys_of_one_service_that_may_wait_run_one_after_the_other(outcomes: Outcomes) -> None:
+    o = outcomes["two-deploys-wait"].result()
+    first, second = o.task, o.others[0]
+    assert (first["status"], second["status"]) == ("SUCCEEDED", "SUCCEEDED"), (first, second)
+    waited = [t for t in (first, second) if "is being deployed by task" in
+              "\n".join(str(line.get("message")) for line in t.get("logLines") or [])]
+    assert len(waited) == 1, "one waited for the other"
+    assert (o.calls["UpdateService"], o.calls["RegisterTaskDefinition"]) == (2, 2), dict(o.calls)
+    assert o.image == ("app:3" if waited[0] is second else "app:2"), "the one that waited went last"
+    assert o.scaling == [(1, 6, False)]
+    assert not {k for k in o.tags if k != "harness-delegate-deploy"}
+
+
 def test_a_kill_right_after_the_update_is_redelivered_at_once_and_tells_the_whole_story(
         outcomes: Outcomes) -> None:
     o = outcomes["kill-restart"].result()
