@@ -199,6 +199,9 @@ class Manager:
         self.tokens.reload()  # revocations made through another replica
         if before != {t.name: (t.status, t.secret) for t in self.tokens.by_name.values()}:
             self.auth.forget()
+        # streams this replica held that closed and did not come back (every replica: its own)
+        self.delegates.mark_streams_gone(db.now_ms(), int(self.settings.stream_gone_after_s * 1000),
+                                         self.hub.has)
         if self.leader is not None and not self.leader.is_leader():
             return
         now = db.now_ms()

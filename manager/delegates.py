@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -57,6 +58,8 @@ class DelegateRecord:
     instance_id: str | None = None
     connected: bool = True
     unregistered: bool = False  # said goodbye: its ECS slot is free at once
+    #: when its last websocket closed (manager clock, ms); None while one is open or never was
+    stream_closed_at: int | None = None
 
     @property
     def is_ecs(self) -> bool:
@@ -194,6 +197,21 @@ class Delegates:
                 log.info("delegate.disconnected", delegate_id=row["delegate_id"],
                          host_name=row["host_name"], reason="no heartbeat")
         return gone
+
+    def mark_streams_gone(self, now: int, gone_after_ms: int, has_stream: Callable[[str], bool]
+                          ) -> list[str]:
+        """Streaming delegates whose socket closed `gone_after_ms` ago and did not come back."""
+        gone = [r for r in self.by_id.values()
+                if r.connected and r.stream_closed_at is not None and not r.polling
+                and now - r.stream_closed_at > gone_after_ms and not has_stream(r.delegate_id)]
+        for rec in gone:
+            rec.connected = False
+            rec.stream_closed_at = None
+            self._conn.execute("UPDATE delegates SET connected=0 WHERE delegate_id=?",
+                               (rec.delegate_id,))
+            log.info("delegate.disconnected", delegate_id=rec.delegate_id,
+                     host_name=rec.host_name, reason="its stream closed")
+        return [r.delegate_id for r in gone]
 
     def get(self, delegate_id: str | None) -> DelegateRecord | None:
         if not delegate_id:

@@ -13,9 +13,10 @@ import time
 
 from aiohttp import web
 
-from manager.core import MANAGER
+from manager.core import MANAGER, Manager
 from manager.login import PERSON, csrf_field
 from manager.setup_api import grouped, task_view
+from protocol.wire import TaskStatus
 
 _STYLE = """body{font:14px system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse}td,th{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}
@@ -47,6 +48,13 @@ def _when(ms: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + "Z"
 
 
+def _age(now: int, ms: int | None) -> str:
+    if not ms:
+        return ""
+    seconds = max(0, (now - ms) // 1000)
+    return f"{seconds} s ago" if seconds < 120 else f"{seconds // 60} min ago"
+
+
 async def delegates_page(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
     now = int(time.time() * 1000)
@@ -54,40 +62,65 @@ async def delegates_page(request: web.Request) -> web.Response:
     for group in grouped(manager, now):
         shown = [d for d in group["delegates"]
                  if not (d["delegateType"] == "ECS" and d["status"] == "DISCONNECTED")]
-        if not shown:
+        name = _e(group["groupName"] or "(no group)")
+        if not shown:  # every delegate of it went away: say so rather than drop the group
+            gone = len(group["delegates"])
+            parts.append(f"<details><summary>{name} (0 connected)</summary><p>No delegate left "
+                         f"in this group ({gone} disconnected).</p></details>")
             continue
         rows = "".join(
-            f"<tr><td>{_e(d['delegateName'])}</td><td>{_e(d['hostName'])}</td>"
-            f"<td class='{_e(d['status'])}'>{_e(d['status'])}</td><td>{_e(d['version'])}</td>"
-            f"<td>{_e(_when(d['lastHeartBeat']))}</td><td>{_e(', '.join(d['tags']))}</td>"
-            f"<td>{'polling' if d['pollingModeEnabled'] else 'streaming'}</td></tr>"
+            f"<tr><td>{_e(d['delegateName'] or d['hostName'])}</td><td>{_e(d['hostName'])}</td>"
+            f"<td>{_e(d['ip'])}</td>"
+            f"<td class='{_e(d['status'])}'>{_e(d['status'].title())}</td><td>{_e(d['version'])}</td>"
+            f"<td>{'polling' if d['pollingModeEnabled'] else 'streaming'}</td>"
+            f"<td title='{_e(_when(d['lastHeartBeat']))}'>{_e(_age(now, d['lastHeartBeat']))}</td>"
+            f"<td>{_e(d['tokenName'])}</td><td>{_e(', '.join(d['tags']))}</td></tr>"
             for d in shown)
         connected = sum(d["status"] == "CONNECTED" for d in shown)
         parts.append(
-            f"<details open><summary>{_e(group['groupName'] or '(no group)')} "
-            f"({connected}/{len(shown)} connected)</summary><table><tr><th>name</th>"
-            "<th>host</th><th>status</th><th>version</th><th>last heartbeat</th><th>tags</th>"
-            f"<th>mode</th></tr>{rows}</table></details>")
+            f"<details open><summary>{name} ({connected}/{len(shown)} connected)</summary>"
+            "<table><tr><th>name</th><th>host</th><th>IP</th><th>status</th><th>version</th>"
+            "<th>mode</th><th>last heartbeat</th><th>token</th><th>tags</th></tr>"
+            f"{rows}</table></details>")
     return _page(request, "Delegates", "".join(parts) or "<p>No delegates yet.</p>")
+
+
+def _host(manager: Manager, delegate_id: str | None) -> str:
+    rec = manager.delegates.get(delegate_id)
+    return rec.host_name if rec is not None else (delegate_id or "")
 
 
 async def tasks_page(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
+    status = request.query.get("status") or None
+    group = request.query.get("group") or None
+    if status is not None and status not in {t.value for t in TaskStatus}:
+        status = None
+    views = [task_view(r) for r in manager.tasks.list(status)]
+    if group is not None:
+        views = [v for v in views if v["delegateGroupName"] == group]
     rows = "".join(
         f"<tr><td><a href='/ui/tasks/{_e(v['taskId'])}'>{_e(v['taskId'])}</a></td>"
         f"<td>{_e(v['taskType'])}</td><td class='{_e(v['status'])}'>{_e(v['status'])}</td>"
-        f"<td>{_e(v['delegateId'])}</td><td>{_e(_when(v['createdAt']))}</td>"
-        f"<td>{_e(v['errorMessage'])}</td></tr>"
-        for v in (task_view(r) for r in manager.tasks.list(None)))
-    return _page(request, "Tasks", "<table><tr><th>task</th><th>type</th><th>status</th><th>delegate</th>"
-                          f"<th>created</th><th>error</th></tr>{rows}</table>")
+        f"<td>{_e(_host(manager, v['delegateId']))}</td><td>{_e(v['delegateGroupName'])}</td>"
+        f"<td>{_e(_when(v['createdAt']))}</td><td>{_e(v['errorMessage'])}</td></tr>"
+        for v in views)
+    options = "".join(f"<option{' selected' if t.value == status else ''}>{t.value}</option>"
+                      for t in TaskStatus)
+    filters = ("<form method='get' action='/ui/tasks'>status <select name='status'><option value=''>"
+               f"any</option>{options}</select> group <input name='group' value='{_e(group)}'>"
+               " <button type='submit'>Filter</button></form>")
+    return _page(request, "Tasks", filters + "<table><tr><th>task</th><th>type</th><th>status</th>"
+                 "<th>delegate host</th><th>group</th><th>created</th><th>error</th></tr>"
+                 f"{rows}</table>")
 
 
 _LIVE_JS = """<script>
 const id=%s;let next=-1;const log=document.getElementById('log'),st=document.getElementById('st');
 async function poll(){const r=await fetch('/ui/tasks/'+id+'/poll?sinceSeq='+next);
 if(r.ok){const t=await r.json();st.textContent=t.status+(t.errorMessage?': '+t.errorMessage:'');
-st.className=t.status;for(const l of t.logLines){log.textContent+=l.level+' '+l.message+'\\n';}
+st.className=t.status;for(const l of t.logLines){log.textContent+=new Date(l.ts).toISOString()
+.slice(11,23)+' '+l.level.padEnd(5)+' '+l.message+'\\n';}
 next=t.nextSeq;if(['QUEUED','VALIDATING','STARTED'].includes(t.status)){setTimeout(poll,700);}}
 else{setTimeout(poll,3000);}}poll();</script>"""
 
@@ -98,7 +131,7 @@ async def task_page(request: web.Request) -> web.Response:
     if row is None:
         raise web.HTTPNotFound(text="no such task")
     v = task_view(row)
-    body = (f"<p>type {_e(v['taskType'])}, delegate {_e(v['delegateId'])}, created "
+    body = (f"<p>type {_e(v['taskType'])}, delegate {_e(_host(manager, v['delegateId']))}, created "
             f"{_e(_when(v['createdAt']))}</p><p>status: <b id='st'>{_e(v['status'])}</b></p>"
             f"<pre id='log'></pre>" + _LIVE_JS % json.dumps(v["taskId"]))
     return _page(request, f"Task {v['taskId']}", body)

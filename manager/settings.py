@@ -48,6 +48,8 @@ class ManagerSettings(BaseSettings):
     trust_forwarded_headers: bool = False
     #: a delegate without register / keep-alive / heartbeat for this long is DISCONNECTED
     disconnect_after_s: float = Field(default=300.0, gt=0)
+    #: a streaming delegate whose websocket closed and did not come back within this is DISCONNECTED
+    stream_gone_after_s: float = Field(default=3.0, gt=0)
     #: an ECS slot untouched for this long may be taken by a new ECS task of the same hostname
     ecs_stale_slot_s: float = Field(default=100.0, gt=0)
     #: a STARTED task its delegate's heartbeats have not listed for this long is re-queued

@@ -52,6 +52,7 @@ def delegate_view(manager: Manager, rec: DelegateRecord, now: int) -> dict[str, 
         "lastHeartBeat": rec.last_heartbeat, "tags": rec.tags,
         "pollingModeEnabled": rec.polling, "delegateType": rec.delegate_type,
         "groupName": rec.group_name or NO_GROUP, "streaming": manager.hub.has(rec.delegate_id),
+        "ip": rec.ip, "tokenName": manager.connections.token_name_of(rec.delegate_id),
     }
 
 

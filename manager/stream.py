@@ -36,6 +36,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_TIMEOUT_S * 3, max_msg_size=4 * 1024 * 1024)
     await ws.prepare(request)
     manager.hub.add(delegate_id, ws)
+    rec.stream_closed_at = None
     manager.delegates.touch(rec, db.now_ms())
     log.info("stream.connected", delegate_id=delegate_id, sockets=manager.hub.count())
     try:
@@ -48,6 +49,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 log.info("stream.error", delegate_id=delegate_id, error=str(ws.exception()))
     finally:
         manager.hub.remove(delegate_id, ws)
+        if not manager.hub.has(delegate_id):
+            rec.stream_closed_at = db.now_ms()  # DISCONNECTED soon unless it comes back
         log.info("stream.closed", delegate_id=delegate_id)
     return ws
 
