@@ -20,7 +20,7 @@ import argparse
 import importlib
 import sys
 
-SUITES = ["startup", "tasks", "ecs", "watcher", "manager", "faults"]
+SUITES = ["startup", "tasks", "ecs", "watcher", "manager", "faults", "hostile"]
 
 
 def main(argv: list[str]) -> int:

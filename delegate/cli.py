@@ -17,8 +17,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from delegate import __version__, config, log
-from delegate.errors import ConfigError
+from delegate import __version__, config, files, log, secrecy
+from delegate.errors import ConfigError, TaskError
 from delegate.identity import Registration
 
 #: set by the watcher (or by a first run) so that INIT_SCRIPT runs once per container
@@ -83,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> int:
+    non_dumpable = secrecy.make_non_dumpable()  # first: the environment holds the token
     try:
         settings = config.load()
     except ConfigError as exc:
@@ -96,7 +97,17 @@ def run() -> int:
         log.register_secret(secret)
     if settings.proxy_password is not None:
         log.register_secret(settings.proxy_password.get_secret_value())
-    settings.delegate_work_dir.mkdir(parents=True, exist_ok=True)
+    for name in secrecy.ENV_SECRETS:
+        log.register_secret(os.environ.get(name))
+    try:
+        files.private_dir(settings.delegate_work_dir)
+    except OSError as exc:
+        print(f"harness-delegate: invalid delegate configuration: DELEGATE_WORK_DIR: cannot be "
+              f"made a private (0700) directory ({exc.strerror}); point it at a writable "
+              "directory this user owns", file=sys.stderr)
+        return config.EXIT_CONFIG
+    if not non_dumpable:
+        log.get("delegate.cli").warning("secrecy.dumpable", note="prctl unavailable")
 
     from delegate.agent import Agent
 
@@ -113,10 +124,15 @@ async def _init_script(script: str) -> int | None:
 
     logger = log.get("delegate.init_script")
     logger.info("init_script.running")
-    result = await run_script(
-        script, timeout_s=600, on_stdout=lambda line: logger.info("init_script.out", line=line),
-        on_stderr=lambda line: logger.warning("init_script.err", line=line),
-    )
+    try:
+        result = await run_script(
+            script, timeout_s=600,
+            on_stdout=lambda line: logger.info("init_script.out", line=line),
+            on_stderr=lambda line: logger.warning("init_script.err", line=line),
+        )
+    except TaskError as exc:
+        logger.warning("init_script.not_run", error=str(exc))
+        return None
     logger.info("init_script.done", exit_code=result.exit_code, timed_out=result.timed_out)
     return result.exit_code
 

@@ -3,6 +3,12 @@
 One aiohttp session, one timeout per call, the JWE token on every request. Answers are decoded into
 the models of `wire.py`; anything else is a `ProtocolViolation` naming the endpoint. Retrying is the
 caller's business (through `retry.py`), because only the caller knows what a retry means.
+
+Whatever the manager answers is one answer, never the delegate's end: bodies are read up to
+`wire.MAX_ANSWER_BYTES` (a longer one is refused unread), decoded by `wire.parse_json` (no
+RecursionError), and a redirect is an error naming its status, never followed (it would re-send the
+token and the body to another origin). Ids are checked against `wire.ID_PATTERN` and
+percent-encoded before they become part of a URL.
 """
 
 from __future__ import annotations
@@ -10,12 +16,12 @@ from __future__ import annotations
 import json
 import time
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from pydantic import BaseModel, ValidationError
 
-from delegate import __version__, log
+from delegate import __version__, guards, log
 from delegate.config import Settings
 from delegate.errors import (
     AuthRejected,
@@ -58,10 +64,13 @@ class ManagerClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            traces = aiohttp.TraceConfig()
+            traces.on_request_redirect.append(guards.refuse_redirect)  # ws_connect cannot be told
             self._session = aiohttp.ClientSession(
                 timeout=self._timeout,
                 connector=aiohttp.TCPConnector(limit=64, ttl_dns_cache=300),
                 headers={"User-Agent": USER_AGENT},
+                trace_configs=[traces],
             )
         return self._session
 
@@ -102,28 +111,30 @@ class ManagerClient:
             headers["Content-Type"] = "application/json"
         try:
             async with self.session.request(
-                method, url, data=data, headers=headers, proxy=self._proxy
+                method, url, data=data, headers=headers, proxy=self._proxy, allow_redirects=False
             ) as resp:
-                text = await resp.text()
                 status = resp.status
                 retry_after = resp.headers.get("Retry-After")
+                body = b"" if 300 <= status < 400 else await guards.read_capped(endpoint, resp)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise ManagerUnavailable(
                 f"{endpoint}: manager at {self._base} unreachable ({type(exc).__name__}: {exc})"
             ) from exc
-        envelope = self._decode(endpoint, status, text)
+        if 300 <= status < 400:
+            raise guards.redirect_error(endpoint, status)
+        envelope = guards.decode_envelope(endpoint, status, body)
         hint = "" if envelope is not None else (
             f" (the answer is not a manager's JSON envelope: check that MANAGER_HOST_AND_PORT="
             f"{self._base} is the Harness manager, not a proxy, load balancer page or other service)")
         if status == 429 or status >= 500:
             raise ManagerUnavailable(
-                f"{endpoint}: manager answered {status} {self._message(envelope)}{hint}",
-                retry_after_s=_float_or_none(retry_after),
+                f"{endpoint}: manager answered {status} {guards.error_message(envelope)}{hint}",
+                retry_after_s=guards.float_or_none(retry_after),
             )
         if status != 401:
             self._auth_failing_since = None
         if status >= 400:
-            code, message = self._code(envelope), self._message(envelope)
+            code, message = guards.error_code(envelope), guards.error_message(envelope)
             if status == 401:
                 self._token_refused(endpoint, code)
             if status in (401, 403):
@@ -152,36 +163,6 @@ class ManagerClient:
                 f"{endpoint}: the manager has refused the delegate token for "
                 f"{now - self._auth_failing_since:.0f} s (DELEGATE_AUTH_FAILURE_LIMIT_S="
                 f"{self._settings.delegate_auth_failure_limit_s:g}); check DELEGATE_TOKEN")
-
-    @staticmethod
-    def _decode(endpoint: str, status: int, text: str) -> dict[str, Any] | None:
-        if not text:
-            return {"resource": None} if status < 300 else None
-        try:
-            value = json.loads(text)
-        except ValueError:
-            if status >= 400:
-                return None
-            raise ProtocolViolation(
-                f"{endpoint}: answer is not JSON (first bytes: {text[:60]!r})"
-            ) from None
-        if not isinstance(value, dict) or ("resource" not in value and status < 400):
-            raise ProtocolViolation(f"{endpoint}: answer is not an envelope with 'resource'")
-        return value
-
-    @staticmethod
-    def _code(envelope: dict[str, Any] | None) -> str:
-        try:
-            return str(envelope["responseMessages"][0]["code"]) if envelope else "UNKNOWN"
-        except (KeyError, IndexError, TypeError):
-            return "UNKNOWN"
-
-    @staticmethod
-    def _message(envelope: dict[str, Any] | None) -> str:
-        try:
-            return str(envelope["responseMessages"][0]["message"]) if envelope else ""
-        except (KeyError, IndexError, TypeError):
-            return ""
 
     @staticmethod
     def _resource(endpoint: str, envelope: dict[str, Any], model: type[M]) -> M:
@@ -219,14 +200,14 @@ class ManagerClient:
     # --- tasks ---------------------------------------------------------------------------------
 
     async def task_events(self, delegate_id: str) -> wire.TaskEventsResponse:
-        env = await self._call("GET", f"delegates/{delegate_id}/task-events",
+        env = await self._call("GET", f"delegates/{guards.delegate_part(delegate_id)}/task-events",
                                delegate_id=delegate_id)
         return self._resource("task-events", env, wire.TaskEventsResponse)
 
     async def acquire(self, who: Identity, task_id: str) -> wire.DelegateTaskPackage:
         env = await self._call(
             "PUT",
-            f"delegates/{who.delegate_id}/tasks/{task_id}/acquire",
+            f"delegates/{guards.delegate_part(who.delegate_id)}/tasks/{guards.task_part(task_id)}/acquire",
             delegate_id=who.delegate_id,
             query={"delegateInstanceId": who.instance_id},
         )
@@ -236,14 +217,16 @@ class ManagerClient:
         self, delegate_id: str, task_id: str, report: wire.CapabilityReport
     ) -> wire.DelegateTaskPackage:
         env = await self._call(
-            "POST", f"delegates/{delegate_id}/tasks/{task_id}/report", delegate_id=delegate_id,
+            "POST", f"delegates/{guards.delegate_part(delegate_id)}/tasks/{guards.task_part(task_id)}/report",
+            delegate_id=delegate_id,
             body=report.dump(),
         )
         return self._resource("report", env, wire.DelegateTaskPackage)
 
     async def send_logs(self, delegate_id: str, task_id: str, batch: wire.LogBatch) -> None:
         await self._call(
-            "POST", f"delegates/{delegate_id}/tasks/{task_id}/logs", delegate_id=delegate_id,
+            "POST", f"delegates/{guards.delegate_part(delegate_id)}/tasks/{guards.task_part(task_id)}/logs",
+            delegate_id=delegate_id,
             body=batch.dump(),
         )
 
@@ -252,7 +235,8 @@ class ManagerClient:
     ) -> dict[str, Any]:
         """Returns the envelope's metaData (the manager flags a duplicate there)."""
         env = await self._call(
-            "POST", f"v2/tasks/{task_id}/delegates/{delegate_id}", delegate_id=delegate_id,
+            "POST", f"v2/tasks/{guards.task_part(task_id)}/delegates/{guards.delegate_part(delegate_id)}",
+            delegate_id=delegate_id,
             body=result.dump(),
         )
         meta = env.get("metaData")
@@ -265,7 +249,7 @@ class ManagerClient:
     ) -> wire.DelegateProfileParams | None:
         env = await self._call(
             "GET",
-            f"delegates/{delegate_id}/profile",
+            f"delegates/{guards.delegate_part(delegate_id)}/profile",
             delegate_id=delegate_id,
             query={"profileId": profile_id, "lastUpdatedAt": str(last_updated_at)},
         )
@@ -275,8 +259,8 @@ class ManagerClient:
 
     async def profile_result(self, delegate_id: str, result: wire.ProfileResult) -> None:
         await self._call(
-            "POST", f"delegateFiles/{delegate_id}/profile-result", delegate_id=delegate_id,
-            body=result.dump(),
+            "POST", f"delegateFiles/{guards.delegate_part(delegate_id)}/profile-result",
+            delegate_id=delegate_id, body=result.dump(),
         )
 
     # --- the stream ----------------------------------------------------------------------------
@@ -292,7 +276,8 @@ class ManagerClient:
             "version": __version__,
         }
         ws_base = self._base.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
-        url = f"{ws_base}/stream/delegate/{self._settings.account_id}?{urlencode(query)}"
+        account = quote(self._settings.account_id, safe="")
+        url = f"{ws_base}/stream/delegate/{account}?{urlencode(query)}"
         try:
             return await self.session.ws_connect(
                 url,
@@ -301,7 +286,10 @@ class ManagerClient:
                 heartbeat=heartbeat_s,
                 timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
                 autoping=True,
+                max_msg_size=wire.MAX_FRAME_BYTES,
             )
+        except guards.Redirected as exc:
+            raise guards.redirect_error("stream", exc.status) from None
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status in (401, 403):
                 raise AuthRejected(
@@ -319,10 +307,3 @@ class ManagerClient:
             raise ManagerUnavailable(
                 f"stream: manager at {self._base} unreachable ({type(exc).__name__})"
             ) from exc
-
-
-def _float_or_none(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None

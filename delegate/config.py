@@ -55,6 +55,10 @@ class LogFormat(enum.StrEnum):
     CONSOLE = "console"
 
 
+#: every duration setting: finite, and within what makes sense (not a busy loop, not never)
+Seconds = Annotated[float, Field(ge=0.05, le=86_400.0, allow_inf_nan=False)]
+
+
 def _split_csv(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -88,8 +92,11 @@ class Settings(BaseSettings):
 
     # --- work ---
     poll_for_tasks: bool = False
-    delegate_task_capacity: int | None = Field(default=None, ge=1)
-    delegate_resource_threshold: float = Field(default=80.0, gt=0, le=100)
+    delegate_task_capacity: int = Field(
+        default=20, ge=1, le=10_000,
+        description="tasks at once; 20 fits the smallest Fargate task (0.25 vCPU, 512 MiB)",
+    )
+    delegate_resource_threshold: float = Field(default=80.0, gt=0, le=100, allow_inf_nan=False)
     init_script: str | None = None
 
     # --- upgrades (read by the watcher; kept here so one object documents the task spec) ---
@@ -113,21 +120,21 @@ class Settings(BaseSettings):
     # --- tuning (not in the Harness spec; units in the names) ---
     delegate_health_port: int = Field(default=8080, ge=0, le=65535)
     delegate_work_dir: Path = Field(default_factory=Path.cwd)
-    delegate_heartbeat_interval_s: float = Field(default=10.0, gt=0)
-    delegate_keepalive_interval_s: float = Field(default=20.0, gt=0)
-    delegate_poll_interval_s: float = Field(default=2.0, gt=0)
-    delegate_heartbeat_stale_s: float = Field(
-        default=60.0, gt=0, description="/health turns 503 after this long without an ack"
+    delegate_heartbeat_interval_s: Seconds = 10.0
+    delegate_keepalive_interval_s: Seconds = 20.0
+    delegate_poll_interval_s: Seconds = 2.0
+    delegate_heartbeat_stale_s: Seconds = Field(
+        default=60.0, description="/health turns 503 after this long without an ack"
     )
-    delegate_request_timeout_s: float = Field(default=15.0, gt=0)
-    delegate_shutdown_budget_s: float = Field(default=4.0, gt=0)
+    delegate_request_timeout_s: Seconds = 15.0
+    delegate_shutdown_budget_s: Seconds = 4.0
     #: the manager refusing the token (401 INVALID_TOKEN) this long without a break: self-destruct
-    delegate_auth_failure_limit_s: float = Field(default=600.0, gt=0)
-    delegate_profile_interval_s: float = Field(default=180.0, gt=0)
+    delegate_auth_failure_limit_s: Seconds = 600.0
+    delegate_profile_interval_s: Seconds = 180.0
     # --- set by the watcher for the process it starts (docs/watcher.md); unset without a watcher ---
     harness_watcher_channel_dir: Path | None = None
-    harness_watcher_heartbeat_interval_s: float = Field(default=10.0, gt=0)
-    harness_watcher_gone_after_s: float = Field(default=60.0, gt=0)
+    harness_watcher_heartbeat_interval_s: Seconds = 10.0
+    harness_watcher_gone_after_s: Seconds = 60.0
 
     log_format: LogFormat = LogFormat.AUTO
     log_level: str = Field(default="INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR)$")
@@ -152,9 +159,19 @@ class Settings(BaseSettings):
     @field_validator("manager_host_and_port")
     @classmethod
     def _manager_url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
+        try:
+            parts = urlsplit(value.strip())
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError("expected an http(s) URL such as https://manager.example.com:443") \
+                from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("expected an http(s) URL such as https://manager.example.com:443")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not carry credentials (user:password@): the delegate "
+                             "authenticates with DELEGATE_TOKEN; remove them")
+        if parts.query or parts.fragment:
+            raise ValueError("must be a base URL without a query or fragment")
         return value.strip().rstrip("/")
 
     @field_validator("delegate_token", "account_secret")

@@ -5,12 +5,16 @@ Every line, the libraries' included, carries pid, version and the instance id (`
 Events have stable names (`manager.registered`, `heartbeat.failed`, `task.acquired`) and key-value
 fields; per-task context is bound with `structlog.contextvars.bind_contextvars(task_id=...)`.
 The scrubber is a last line of defence: code must not log secrets in the first place, but any value
-that equals a registered secret (or contains it) is replaced before it is rendered.
+that contains a registered secret is masked before it is rendered, and so is the secret in its common
+encodings: any mix of upper and lower case, and base64 (standard or URL-safe, padded or not, at any
+alignment within a longer base64 text, of the text and, for a hex token, of the bytes it spells).
 """
 
 from __future__ import annotations
 
+import base64
 import logging
+import re
 import sys
 from collections.abc import Mapping, MutableMapping
 from typing import Any
@@ -18,20 +22,46 @@ from typing import Any
 import structlog
 
 _secrets: set[str] = set()
+_pattern: re.Pattern[str] | None = None
 _REDACTED = "[redacted]"
+#: a base64 run shorter than this is too unspecific to mask (it would hide ordinary words)
+_MIN_ENCODED = 12
 
 
 def register_secret(value: str | None) -> None:
-    """Make the scrubber hide `value` wherever it would appear in a log line."""
-    if value and len(value) >= 6:
-        _secrets.add(value)
+    """Make the scrubber hide `value` (and its encodings) wherever it would appear in a log line."""
+    global _pattern  # the scrubber is process-wide, like the log configuration
+    if not value or len(value) < 6 or value in _secrets:
+        return
+    _secrets.add(value)
+    forms = set(_secrets)
+    for secret in _secrets:
+        forms |= _encodings(secret)
+    alternatives = sorted((f for f in forms if len(f) >= 6), key=len, reverse=True)
+    _pattern = re.compile("|".join(re.escape(f) for f in alternatives), re.IGNORECASE)
+
+
+def _encodings(secret: str) -> set[str]:
+    raws = [secret.encode("utf-8")]
+    if re.fullmatch(r"[0-9a-fA-F]+", secret) and len(secret) % 2 == 0:
+        raws += [bytes.fromhex(secret)]
+    found: set[str] = set()
+    for raw in raws:
+        for shift in range(3):  # where the secret starts within the 3-byte groups of base64
+            core = raw[shift:][: (len(raw) - shift) // 3 * 3]
+            for encode in (base64.b64encode, base64.urlsafe_b64encode):
+                text = encode(core).decode("ascii")
+                if len(text) >= _MIN_ENCODED:
+                    found.add(text)
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            found.add(encode(raw).decode("ascii").rstrip("="))
+    return found
 
 
 def scrub(text: str) -> str:
-    for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, _REDACTED)
-    return text
+    if _pattern is None:
+        return text
+    return _pattern.sub(_REDACTED, text)
 
 
 def _scrub_processor(

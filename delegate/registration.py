@@ -12,6 +12,7 @@ import asyncio
 import socket
 import time
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from delegate import __version__, log, retry
 from delegate.client import ManagerClient
@@ -20,6 +21,7 @@ from delegate.errors import (
     AuthRejected,
     DelegateError,
     ManagerRejected,
+    ProtocolViolation,
     SelfDestruct,
     TokenRevoked,
     TransientError,
@@ -36,7 +38,9 @@ _log = log.get("delegate.registration")
 #: so that the watcher (or ECS) starts a fresh process
 REGISTER_POLICY = retry.RetryPolicy(
     initial_s=0.25, max_backoff_s=10.0, max_attempts=None, max_total_s=900.0,
-    retry_on=(TransientError, AuthRejected, ManagerRejected), logged_by_caller=(AuthRejected,),
+    # a bad answer (ProtocolViolation) is one bad answer: asked again, never the delegate's end
+    retry_on=(TransientError, AuthRejected, ManagerRejected, ProtocolViolation),
+    logged_by_caller=(AuthRejected,),
 )
 
 
@@ -60,7 +64,7 @@ class Registrar:
         self._seqfile = SequenceFile(settings.sequence_file) if settings.is_ecs else None
         self.seq: SequenceConfig | None = None
         self._needed = True
-        self._ip = _local_ip()
+        self._ip = _local_ip(settings.manager_host_and_port)
 
     def params(self, *, keep_alive: bool = False) -> wire.DelegateParams:
         s, seq = self._s, self.seq
@@ -163,10 +167,16 @@ class Registrar:
         _log.info("manager.unregistered", delegate_id=delegate_id)
 
 
-def _local_ip() -> str:
+def _local_ip(manager_url: str) -> str:
+    """The address of the interface that reaches the manager: a UDP socket "connected" to it
+    (no packet is sent) is bound by the kernel to the source address its route would use."""
+    parts = urlsplit(manager_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.connect(("127.0.0.1", 9))
+        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_DGRAM)
+        family, _, _, _, address = infos[0]
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect(address)
             return str(probe.getsockname()[0])
-    except OSError:
+    except (OSError, IndexError, UnicodeError):
         return ""

@@ -3,7 +3,8 @@
 All ECS tasks of one task definition share a hostname, so the manager tells them apart by a sequence
 number bound to a random token. The file keeps both across process restarts in the same container
 (a fresh container starts with a new token and no sequence). Written atomically (temp file + rename)
-under an exclusive lock, so a watcher-started new version and the old one never tear it.
+under an exclusive lock, so a watcher-started new version and the old one never tear it; 0600, since
+the token and sequence are what lets a process take this slot.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from delegate import files
 
 _FORMAT = re.compile(r"^\[TOKEN\](?P<token>[^\[\]\s]*)\[SEQ\](?P<seq>-?\d*)\s*$")
 
@@ -61,9 +64,8 @@ class SequenceFile:
         return SequenceConfig(match["token"], match["seq"] or None)
 
     def _write(self, config: SequenceConfig) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(f"[TOKEN]{config.random_token}[SEQ]{config.sequence_num or ''}", "utf-8")
-        os.replace(tmp, self.path)
+        files.write_private(
+            self.path, f"[TOKEN]{config.random_token}[SEQ]{config.sequence_num or ''}")
 
     class _Lock:
         def __init__(self, path: Path) -> None:

@@ -28,6 +28,7 @@ from delegate.errors import (
     TransientError,
 )
 from delegate.polling import Link, fetch_events
+from delegate.ratelog import RateLimitedLog
 from protocol import wire
 
 _log = log.get("delegate.stream")
@@ -63,6 +64,9 @@ def manager_says(word: str, delegate_id: str | None) -> None:
 
 
 class Stream(Link):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._bad = RateLimitedLog(_log)
 
     def loops(self) -> dict[str, Coroutine[Any, Any, None]]:
         return {"stream": self.run(), "catch_up": self.catch_up()}
@@ -161,21 +165,26 @@ class Stream(Link):
                     return
 
     def _on_text(self, data: str) -> None:
-        if data[:1] != "{":
-            manager_says(data.strip(), self._registrar.registration.delegate_id)
+        """One frame: a manager word, or JSON decoded defensively; a bad one is logged (a line
+        per kind per interval, with a count) and skipped: no frame ends the session."""
+        word = data.strip()
+        if data[:1] != "{" and word.startswith(MANAGER_WORDS):
+            manager_says(word, self._registrar.registration.delegate_id)
             return
         try:
-            message: Any = json.loads(data)
-            kind = message.get("eventType") if isinstance(message, dict) else None
-        except ValueError:
-            _log.warning("stream.bad_message", reason="not JSON", first_bytes=data[:60])
+            message: Any = wire.parse_json(data)
+        except ValueError as exc:
+            self._bad.warning("stream.bad_message", "not JSON", error=str(exc)[:80],
+                              first_bytes=data[:40])
             return
+        kind = message.get("eventType") if isinstance(message, dict) else None
         try:
             self._dispatch(kind, message)
         except ValidationError as exc:
             first = exc.errors(include_input=False, include_url=False)[0]
-            _log.warning("stream.bad_message", event_type=str(kind),
-                         reason=f"{'.'.join(map(str, first.get('loc', ())))}: {first.get('msg')}")
+            where = ".".join(map(str, first.get("loc", ())))
+            self._bad.warning("stream.bad_message", f"{str(kind)[:40]}: {where}",
+                              reason=f"{where}: {first.get('msg')}")
 
     def _dispatch(self, kind: object, message: Any) -> None:
         if kind == wire.StreamEventType.HEARTBEAT_RESPONSE:
@@ -200,4 +209,5 @@ class Stream(Link):
         elif isinstance(kind, str) and kind in MANAGER_WORDS:
             manager_says(kind, self._registrar.registration.delegate_id)
         else:
-            _log.warning("stream.unknown_event", event_type=str(kind))
+            self._bad.warning("stream.bad_message", "unknown event type",
+                              event_type=str(kind)[:60])

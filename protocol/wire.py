@@ -8,15 +8,38 @@ by construction. Field names are camelCase on the wire, snake_case in Python.
 from __future__ import annotations
 
 import enum
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+import pydantic_core
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
 T = TypeVar("T")
 
 #: Task payloads larger than this are refused by both ends (bytes of JSON).
 MAX_TASK_DATA_BYTES = 1_048_576
+#: The largest HTTP answer the delegate reads (a task package is at most MAX_TASK_DATA_BYTES of
+#: data plus its envelope); a longer one is refused unread, as one bad answer.
+MAX_ANSWER_BYTES = 4 * 1_048_576
+#: The largest websocket frame the delegate takes; stream events are small.
+MAX_FRAME_BYTES = 262_144
+
+#: What a task, delegate, account or profile id may look like (docs/protocol.md, "Ids"): URL- and
+#: file-name-safe ASCII, 1 to 128 characters, not starting with a dot. An id that does not fit
+#: makes the answer that carries it a bad answer; it is never put into a URL or a path.
+ID_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+#: The ECS slot's random token and sequence number, as stored in `delegate_sequence_config`.
+Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]
+SequenceNum = Annotated[str, StringConstraints(pattern=r"^-?[0-9]{1,18}$")]
+#: goes back to the manager in a header: no byte a header cannot carry
+ConnectionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.~+/=-]{1,256}$")]
+
+
+def parse_json(raw: str | bytes) -> Any:
+    """Decode one JSON answer or frame. Nesting deeper than 200 levels, invalid UTF-8 and invalid
+    JSON all raise ValueError (never RecursionError), so a hostile answer is one bad answer."""
+    return pydantic_core.from_json(raw)
 
 
 class WireModel(BaseModel):
@@ -91,16 +114,23 @@ class RegisterAction(enum.StrEnum):
 
 
 class DelegateRegisterResponse(WireModel):
-    delegate_id: str
+    #: empty only with SELF_DESTRUCT (a delegate the manager deleted may not know its id)
+    delegate_id: Id | Literal[""]
     action: RegisterAction | None = None
-    migrate_url: str | None = None
-    sequence_num: str | None = None
-    delegate_random_token: str | None = None
+    migrate_url: str | None = Field(default=None, max_length=2048)
+    sequence_num: SequenceNum | None = None
+    delegate_random_token: Token | None = None
     #: this delegate's connection credential: sent back in the `delegateConnectionId` header of
     #: every later call (heartbeats, stream, acquire, logs, results) for this delegate
-    delegate_connection_id: str | None = None
+    delegate_connection_id: ConnectionId | None = None
     #: the name of the delegate token the manager matched (tokens are named per account)
-    delegate_token_name: str | None = None
+    delegate_token_name: str | None = Field(default=None, max_length=256)
+
+    @model_validator(mode="after")
+    def _id_unless_leaving(self) -> DelegateRegisterResponse:
+        if not self.delegate_id and self.action != RegisterAction.SELF_DESTRUCT:
+            raise ValueError("delegateId is required")
+        return self
 
 
 #: the header that carries `DelegateRegisterResponse.delegate_connection_id`
@@ -114,10 +144,10 @@ class DelegateStatus(enum.StrEnum):
 
 
 class DelegateHeartbeatResponse(WireModel):
-    delegate_id: str
+    delegate_id: Id
     status: DelegateStatus = DelegateStatus.ENABLED
-    delegate_random_token: str | None = None
-    sequence_number: str | None = None
+    delegate_random_token: Token | None = None
+    sequence_number: SequenceNum | None = None
 
 
 class DelegateUnregisterRequest(WireModel):
@@ -140,16 +170,16 @@ class StreamEventType(enum.StrEnum):
 
 class DelegateTaskEvent(WireModel):
     event_type: Literal["DelegateTaskEvent"] = "DelegateTaskEvent"
-    account_id: str
-    delegate_task_id: str
+    account_id: Id
+    delegate_task_id: Id
     sync: bool = False
-    task_type: str | None = None
+    task_type: str | None = Field(default=None, max_length=128)
 
 
 class DelegateTaskAbortEvent(WireModel):
     event_type: Literal["DelegateTaskAbortEvent"] = "DelegateTaskAbortEvent"
-    account_id: str
-    delegate_task_id: str
+    account_id: Id
+    delegate_task_id: Id
     sync: bool = False
 
 
@@ -157,10 +187,10 @@ class DelegateHeartbeatResponseStreaming(WireModel):
     event_type: Literal["DelegateHeartbeatResponseStreaming"] = (
         "DelegateHeartbeatResponseStreaming"
     )
-    delegate_id: str
+    delegate_id: Id
     status: DelegateStatus = DelegateStatus.ENABLED
-    delegate_random_token: str | None = None
-    sequence_number: str | None = None
+    delegate_random_token: Token | None = None
+    sequence_number: SequenceNum | None = None
     response_sent_at: int = 0  # epoch millis
 
 
@@ -221,14 +251,14 @@ class CapabilityResult(WireModel):
 class DelegateTaskPackage(WireModel):
     """The acquire answer. The delegate runs it only if it carries this process's instance id."""
 
-    delegate_task_id: str
-    account_id: str
-    task_type: str
+    delegate_task_id: Id
+    account_id: Id
+    task_type: str = Field(max_length=128)
     data: dict[str, Any] = Field(default_factory=dict)
     sync: bool = False
-    timeout_ms: int = 600_000
-    delegate_id: str | None = None
-    delegate_instance_id: str | None = None
+    timeout_ms: int = Field(default=600_000, ge=0, le=7 * 24 * 3_600_000)
+    delegate_id: Id | None = None
+    delegate_instance_id: str | None = Field(default=None, max_length=128)
     capabilities: list[Capability] = Field(default_factory=list)
 
 
@@ -270,10 +300,10 @@ class LogBatch(WireModel):
 class DelegateProfileParams(WireModel):
     """Profile check answer; `resource` null means unchanged."""
 
-    profile_id: str
-    name: str = ""
+    profile_id: Id
+    name: str = Field(default="", max_length=512)
     profile_last_updated_at: int = 0
-    script_content: str | None = None
+    script_content: str | None = Field(default=None, max_length=262_144)
 
 
 class ProfileResult(WireModel):

@@ -1,8 +1,9 @@
 """Shipping a task's log to the manager in batches, with bounded memory.
 
-Lines get a per-task sequence number, so a batch that is sent twice is stored once. At most
-`max_pending` unsent lines are held: under a long manager outage the oldest are dropped and one line
-says how many. Secrets are scrubbed from every line before it is queued.
+Lines get a per-task sequence number, so a batch that is sent twice is stored once. Unsent lines
+are bounded in bytes, per task (`MAX_TASK_LOG_BYTES`) and for all tasks together (`LogBudget`,
+`MAX_TOTAL_LOG_BYTES`): a script that prints faster than a slow manager takes loses its oldest unsent
+lines, and the next line sent says how many. Secrets are scrubbed from every line before it is queued.
 """
 
 from __future__ import annotations
@@ -27,16 +28,30 @@ class _NotYet(TransientError):
 BATCH_LINES = 500
 FLUSH_EVERY_S = 0.2
 MAX_LINE_CHARS = 8_192
+MAX_TASK_LOG_BYTES = 1_048_576
+MAX_TOTAL_LOG_BYTES = 16 * 1_048_576
+#: what one held line costs beyond its text (the LogLine object, the deque slot): an estimate
+_LINE_OVERHEAD = 200
+
+
+class LogBudget:
+    """The bytes of unsent log lines held by all tasks together."""
+
+    def __init__(self, max_bytes: int = MAX_TOTAL_LOG_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
 
 
 class LogShipper(TaskLog):
     def __init__(self, client: ManagerClient, delegate_id: str, task_id: str,
-                 max_pending: int = 10_000) -> None:
+                 budget: LogBudget | None = None, max_bytes: int = MAX_TASK_LOG_BYTES) -> None:
         self._client = client
         self._delegate_id = delegate_id
         self._task_id = task_id
-        self._pending: collections.deque[wire.LogLine] = collections.deque()
-        self._max_pending = max_pending
+        self._pending: collections.deque[tuple[wire.LogLine, int]] = collections.deque()
+        self._budget = budget or LogBudget()
+        self._max_bytes = max_bytes
+        self._bytes = 0
         # Numbered from this delivery's start (ms x 1000), so that the lines of a re-delivered
         # task follow the first delivery's instead of colliding with them in the manager.
         self._seq = int(time.time() * 1000) * 1000
@@ -57,16 +72,23 @@ class LogShipper(TaskLog):
         self._add("ERROR", message)
 
     def _add(self, level: str, message: str) -> None:
-        text = log.scrub(message.rstrip("\n"))
+        text = log.scrub(message[: MAX_LINE_CHARS * 2].rstrip("\n"))
         if len(text) > MAX_LINE_CHARS:
             text = text[:MAX_LINE_CHARS] + " [line truncated]"
-        if len(self._pending) >= self._max_pending:
-            self._pending.popleft()
+        size = len(text.encode("utf-8", errors="replace")) + _LINE_OVERHEAD
+        while self._pending and (self._bytes + size > self._max_bytes
+                                 or self._budget.used + size > self._budget.max_bytes):
+            self._pop()
             self._dropped += 1
-        self._pending.append(
-            wire.LogLine(seq=self._seq, ts=int(time.time() * 1000), level=level, message=text)
-        )
         self._seq += 1
+        if self._budget.used + size > self._budget.max_bytes:
+            self._dropped += 1  # other tasks hold the whole budget: this line cannot be kept
+            return
+        line = wire.LogLine(seq=self._seq - 1, ts=int(time.time() * 1000), level=level,
+                            message=text)
+        self._pending.append((line, size))
+        self._bytes += size
+        self._budget.used += size
         self.lines_written += 1
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(
@@ -74,6 +96,21 @@ class LogShipper(TaskLog):
             )
         if len(self._pending) >= BATCH_LINES:
             self._wake.set()
+
+    def _pop(self) -> wire.LogLine:
+        line, size = self._pending.popleft()
+        self._bytes -= size
+        self._budget.used -= size
+        return line
+
+    def _mark_dropped(self) -> None:
+        """Say on the oldest pending line how many lines before it were dropped."""
+        if self._dropped and self._pending:
+            note = f"[{self._dropped} log lines dropped: the task's log buffer was full]"
+            self._dropped = 0
+            first, size = self._pending[0]
+            self._pending[0] = (first.model_copy(update={"message": f"{note} {first.message}"}),
+                                size)
 
     # --- shipping ------------------------------------------------------------------------------
 
@@ -87,24 +124,23 @@ class LogShipper(TaskLog):
     async def _send_some(self) -> bool:
         """Send what is pending in batches; False if the manager could not take them now."""
         while self._pending:
-            if self._dropped:
-                note = f"[{self._dropped} log lines dropped while the manager was unreachable]"
-                self._dropped = 0
-                first = self._pending[0]
-                self._pending[0] = first.model_copy(update={"message": f"{note} {first.message}"})
-            batch = [self._pending[i] for i in range(min(BATCH_LINES, len(self._pending)))]
+            self._mark_dropped()
+            batch = [self._pending[i][0] for i in range(min(BATCH_LINES, len(self._pending)))]
             try:
                 await self._client.send_logs(self._delegate_id, self._task_id,
                                              wire.LogBatch(lines=batch))
             except ManagerRejected as exc:
                 _log.warning("task.log_rejected", task_id=self._task_id, error=str(exc))
-                self._pending.clear()  # the manager will never take them (task gone)
+                while self._pending:  # the manager will never take them (task gone)
+                    self._pop()
                 return True
             except DelegateError as exc:
                 _log.debug("task.log_send_failed", task_id=self._task_id, error=str(exc))
                 return False
-            for _ in batch:
-                self._pending.popleft()
+            # lines may have been dropped from the front while the batch was in flight
+            sent = {id(line) for line in batch}
+            while self._pending and id(self._pending[0][0]) in sent:
+                self._pop()
         return True
 
     async def _flush_or_raise(self) -> None:
@@ -123,6 +159,8 @@ class LogShipper(TaskLog):
         if self._pending:
             with contextlib.suppress(_NotYet):
                 await retry.call("task.log_flush", self._flush_or_raise, policy)
-        left = list(self._pending)
-        self._pending.clear()
+        self._mark_dropped()
+        left = []
+        while self._pending:
+            left.append(self._pop())
         return left

@@ -3,7 +3,9 @@
 Every `DELEGATE_PROFILE_INTERVAL_S` (3 minutes) the delegate sends the profile id and lastUpdatedAt it
 last ran; the manager answers null (unchanged), `NONE` (removed: local files deleted) or the profile.
 The script runs with bash under a 10 minute timeout, stderr lines prefixed `ERROR: `; the output is kept
-in `profile.result` beside `profile`, and uploaded with `error = exit code != 0`.
+in `profile.result` beside `profile` (both 0600: they hold a script and its output), and uploaded
+with `error = exit code != 0`. A profile that cannot run at all (a NUL byte in its script) is a
+failed run, reported like any other; nothing a profile holds ends the delegate.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ import asyncio
 import json
 from pathlib import Path
 
-from delegate import log
+from delegate import files, log
 from delegate.client import ManagerClient
-from delegate.errors import DelegateError
+from delegate.errors import DelegateError, TaskError
 from delegate.identity import Registration
-from delegate.tasks.process import run_script
+from delegate.tasks.process import ScriptResult, run_script
 from protocol import wire
 
 _log = log.get("delegate.profile")
@@ -48,6 +50,8 @@ class ProfileRunner:
                 await self.check_once(who.delegate_id)
             except DelegateError as exc:
                 _log.warning("profile.check_failed", error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - a profile must never end the delegate
+                _log.exception("profile.internal_error", error=repr(exc))
             await asyncio.sleep(self._interval)
 
     async def check_once(self, delegate_id: str) -> None:
@@ -76,19 +80,23 @@ class ProfileRunner:
                 lines.append(log.scrub(line))
                 size += len(line) + 1
 
-        result = await run_script(
-            profile.script_content or "", timeout_s=PROFILE_TIMEOUT_S, on_stdout=keep,
-            on_stderr=lambda line: keep(f"ERROR: {line}"), cwd=self._dir,
-        )
+        try:
+            result = await run_script(
+                profile.script_content or "", timeout_s=PROFILE_TIMEOUT_S, on_stdout=keep,
+                on_stderr=lambda line: keep(f"ERROR: {line}"), cwd=self._dir,
+            )
+        except TaskError as exc:
+            keep(f"ERROR: {exc}")
+            result = ScriptResult(exit_code=None, timed_out=False)
         if result.timed_out:
             keep(f"ERROR: profile script timed out after {PROFILE_TIMEOUT_S:.0f}s")
         error = result.timed_out or result.exit_code != 0
         output = "\n".join(lines)
-        self._profile_path.write_text(
-            json.dumps({"profileId": profile.profile_id, "name": profile.name,
-                        "profileLastUpdatedAt": profile.profile_last_updated_at,
-                        "scriptContent": profile.script_content}), encoding="utf-8")
-        self._result_path.write_text(output, encoding="utf-8")
+        files.write_private(self._profile_path, json.dumps(
+            {"profileId": profile.profile_id, "name": profile.name,
+             "profileLastUpdatedAt": profile.profile_last_updated_at,
+             "scriptContent": profile.script_content}))
+        files.write_private(self._result_path, output)
         _log.info("profile.applied", profile_id=profile.profile_id, error=error,
                   exit_code=result.exit_code)
         await self._client.profile_result(delegate_id, wire.ProfileResult(

@@ -11,14 +11,11 @@ A bad task (unknown type, invalid data, a handler that raises) fails that task, 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
 
 import structlog
-from pydantic import ValidationError
 
 from delegate import log, retry
 from delegate.client import ManagerClient
@@ -34,7 +31,8 @@ from delegate.metrics import AWS_CALLS, Metrics
 from delegate.tasks import registry
 from delegate.tasks.capabilities import run_checks
 from delegate.tasks.claims import Claims
-from delegate.tasks.logship import LogShipper
+from delegate.tasks.logship import LogBudget, LogShipper
+from delegate.tasks.package import decode, mismatch
 from delegate.tasks.registry import TaskContext, TaskOutcome
 from delegate.tasks.resources import ResourceGuard
 from delegate.tasks.spool import ResultSender
@@ -66,6 +64,7 @@ class TaskRunner:
         self._registration = registration
         self._instance_id = registration.instance_id
         self._capacity = settings.delegate_task_capacity
+        self._log_budget = LogBudget()
         self._resources = ResourceGuard(settings.delegate_resource_threshold)
         self._spool = sender.spool
         self._sender = sender
@@ -218,6 +217,12 @@ class TaskRunner:
         if package.delegate_instance_id != self._instance_id:
             _log.info("task.not_ours", assigned_to=package.delegate_instance_id)
             return None
+        wrong = mismatch(task_id, self._s.account_id, who.delegate_id, package)
+        if wrong is not None:
+            _log.warning("task.package_refused", reason=wrong)
+            await self._finish(task_id, TaskOutcome(wire.TaskStatus.ERRORED, {}, wrong),
+                               wire.ResponseCode.FAILED)
+            return None
         return package
 
     async def _validate(
@@ -238,7 +243,7 @@ class TaskRunner:
 
     async def _execute(self, who: Identity, package: wire.DelegateTaskPackage) -> None:
         task_id = package.delegate_task_id
-        shipper = LogShipper(self._client, who.delegate_id, task_id)
+        shipper = LogShipper(self._client, who.delegate_id, task_id, self._log_budget)
         started = time.monotonic()
         timeout_s = max(package.timeout_ms / 1000.0, 0.001)
         outcome: TaskOutcome
@@ -338,26 +343,3 @@ class TaskRunner:
             _log.warning("tasks.results_unsent", count=len(self._sender.unsent),
                          note="kept in the spool; sent by the next start")
         return finished
-
-
-def decode(package: wire.DelegateTaskPackage) -> tuple[registry.TaskType[Any], Any]:
-    """The task type and validated input of a package, or TaskError saying what is wrong with it."""
-    kind = registry.get(package.task_type)
-    if kind is None:
-        raise TaskError(f"unknown task type {package.task_type[:100]!r}; this delegate runs "
-                        f"{', '.join(registry.names())}")
-    size = len(json.dumps(package.data))
-    if size > wire.MAX_TASK_DATA_BYTES:
-        raise TaskError(f"task data is {size} bytes; the limit is {wire.MAX_TASK_DATA_BYTES}")
-    try:
-        return kind, kind.input_model.model_validate(package.data)
-    except ValidationError as exc:
-        raise TaskError(f"invalid data for {package.task_type}: {_describe(exc)}") from None
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors(include_input=False, include_url=False)[:5]:
-        where = ".".join(str(p) for p in error.get("loc", ())) or "data"
-        parts.append(f"{where}: {error.get('msg')}")
-    return "; ".join(parts)

@@ -6,24 +6,30 @@ The sender retries a result until the manager confirms it (2xx) or refuses it fo
 task is not ours any more). Results left by a previous process (a crash, an upgrade) are sent when
 the next one starts, so neither a manager outage nor a delegate restart loses one; the manager
 applies a repeat at most once.
+
+The spool is bounded: a record keeps at most `MAX_RECORD_LOG_BYTES` of log lines (the oldest go
+first, and a line says how many), and when all records together pass `MAX_SPOOL_BYTES` the oldest
+records lose their log lines (again with a line saying so) before any result would: results are
+small and are what the manager needs. Files are 0600 in a 0700 directory.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import time
 from pathlib import Path
 
-from delegate import log, retry
+from delegate import files, log, retry
 from delegate.client import ManagerClient
 from delegate.errors import ManagerRejected, PermanentError, TransientError
 from delegate.identity import Registration
 from protocol import wire
 
 _log = log.get("delegate.tasks.spool")
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+_SAFE_ID = re.compile(wire.ID_PATTERN)
+MAX_RECORD_LOG_BYTES = 1_048_576
+MAX_SPOOL_BYTES = 32 * 1_048_576
 
 #: one sending round; a result the manager could not take in it stays spooled and goes back in the
 #: queue after `PARK_S`, so an outage of any length loses nothing and never spins
@@ -40,9 +46,11 @@ class SpooledResult(wire.WireModel):
 
 
 class ResultSpool:
-    def __init__(self, work_dir: Path) -> None:
-        self.dir = work_dir / "spool" / "results"
-        self.dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, work_dir: Path, max_bytes: int = MAX_SPOOL_BYTES,
+                 max_record_log_bytes: int = MAX_RECORD_LOG_BYTES) -> None:
+        self.dir = files.private_dir(files.private_dir(work_dir / "spool") / "results")
+        self.max_bytes = max_bytes
+        self.max_record_log_bytes = max_record_log_bytes
 
     def _path(self, task_id: str) -> Path:
         if not _SAFE_ID.match(task_id):
@@ -52,13 +60,36 @@ class ResultSpool:
     def write(self, task_id: str, result: wire.TaskResult,
               log_lines: list[wire.LogLine] | None = None) -> None:
         path = self._path(task_id)
-        tmp = path.with_suffix(".tmp")
-        record = SpooledResult(result=result, log_lines=log_lines or [])
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(record.model_dump_json(by_alias=True, exclude_none=True))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        lines = keep_newest(log_lines or [], self.max_record_log_bytes, "spool limit")
+        record = SpooledResult(result=result, log_lines=lines)
+        files.write_private(path, record.model_dump_json(by_alias=True, exclude_none=True),
+                            sync=True)
+        self._trim(keep=path)
+
+    def _trim(self, keep: Path) -> None:
+        """Over MAX_SPOOL_BYTES: strip the log lines of the oldest records, never a result."""
+        entries = []
+        for path in self.dir.glob("*.json"):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            entries.append((st.st_mtime, st.st_size, path))
+        total = sum(size for _, size, _ in entries)
+        for _, size, path in sorted(entries):
+            if total <= self.max_bytes:
+                return
+            if path == keep:
+                continue
+            record = self.read(path.stem)
+            if record is None or not record.log_lines:
+                continue
+            note = _note(len(record.log_lines), "spool full", record.log_lines[-1].seq + 1)
+            trimmed = SpooledResult(result=record.result, log_lines=[note])
+            text = trimmed.model_dump_json(by_alias=True, exclude_none=True)
+            files.write_private(path, text, sync=True)
+            total -= size - len(text)
+            _log.warning("spool.log_dropped", task_id=path.stem, lines=len(record.log_lines))
 
     def read(self, task_id: str) -> SpooledResult | None:
         try:
@@ -78,12 +109,37 @@ class ResultSpool:
         cutoff = time.time() - older_than_s
         found = []
         for path in self.dir.glob("*.json"):
+            if not _SAFE_ID.match(path.stem):
+                continue  # not a file this spool wrote
             try:
                 if older_than_s <= 0 or path.stat().st_mtime <= cutoff:
                     found.append(path.stem)
             except FileNotFoundError:
                 continue  # sent and removed meanwhile
         return sorted(found)
+
+
+def keep_newest(lines: list[wire.LogLine], max_bytes: int, why: str) -> list[wire.LogLine]:
+    """The newest lines that fit in `max_bytes` of message text, after a line saying how many of
+    the oldest were dropped (if any were)."""
+    size = 0
+    kept = 0
+    for line in reversed(lines):
+        size += len(line.message.encode("utf-8")) + 64
+        if size > max_bytes:
+            break
+        kept += 1
+    if kept == len(lines):
+        return lines
+    dropped = len(lines) - kept
+    newest = lines[len(lines) - kept:]
+    first_seq = newest[0].seq if newest else lines[-1].seq + 1
+    return [_note(dropped, why, first_seq - 1), *newest]
+
+
+def _note(count: int, why: str, seq: int) -> wire.LogLine:
+    return wire.LogLine(seq=seq, ts=int(time.time() * 1000), level="WARN",
+                        message=f"[{count} log lines dropped: {why}]")
 
 
 class ResultSender:

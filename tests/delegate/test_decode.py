@@ -11,10 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from delegate import guards
 from delegate.client import ManagerClient
 from delegate.errors import ProtocolViolation, TaskError
 from delegate.tasks import registry
-from delegate.tasks.runner import decode
+from delegate.tasks.package import decode
 from protocol import wire
 
 registry.load_builtin_types()
@@ -57,7 +58,7 @@ def test_task_package_model_only_raises_validation_errors(raw: dict[str, Any]) -
        body=st.one_of(st.text(max_size=40), json_values.map(json.dumps)))
 def test_envelope_decoder_raises_protocol_violation_or_decodes(status: int, body: str) -> None:
     try:
-        envelope = ManagerClient._decode("GET x", status, body)
+        envelope = guards.decode_envelope("GET x", status, body.encode())
     except ProtocolViolation as exc:
         assert "GET x" in str(exc)
         return
@@ -74,3 +75,20 @@ def test_oversized_data_is_refused_by_size() -> None:
         data={"script": "x" * (wire.MAX_TASK_DATA_BYTES + 10)})
     with pytest.raises(TaskError, match="limit"):
         decode(package)
+
+
+@settings(max_examples=50, deadline=None)
+@given(depth=st.integers(min_value=201, max_value=200_000), opener=st.sampled_from(["[", '{"a":']))
+def test_deep_nesting_is_a_protocol_violation_not_a_recursion_error(depth: int,
+                                                                     opener: str) -> None:
+    closer = "]" if opener == "[" else "}"
+    body = opener * depth + "1" + closer * depth
+    with pytest.raises(ProtocolViolation, match="GET x"):
+        guards.decode_envelope("GET x", 200, body.encode())
+
+
+def test_ids_in_urls_are_checked_and_encoded() -> None:
+    assert guards.task_part("AbC-1_2.3") == "AbC-1_2.3"
+    for bad in ["../../x", "q?x=1#f", "a\x00b", "a/b", "a b", "naïve", "x" * 129, ".", ""]:
+        with pytest.raises(ProtocolViolation, match="not a valid id"):
+            guards.task_part(bad)
