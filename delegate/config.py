@@ -14,16 +14,9 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
-from pydantic import (
-    AliasChoices,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -59,6 +52,14 @@ class LogFormat(enum.StrEnum):
 Seconds = Annotated[float, Field(ge=0.05, le=86_400.0, allow_inf_nan=False)]
 
 
+def _port_ok(parts: SplitResult) -> bool:
+    try:
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError:
+        return False
+    return True
+
+
 def _split_csv(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -92,10 +93,8 @@ class Settings(BaseSettings):
 
     # --- work ---
     poll_for_tasks: bool = False
-    delegate_task_capacity: int = Field(
-        default=20, ge=1, le=10_000,
-        description="tasks at once; 20 fits the smallest Fargate task (0.25 vCPU, 512 MiB)",
-    )
+    #: tasks at once; 20 fits the smallest Fargate task (0.25 vCPU, 512 MiB): docs/operations.md
+    delegate_task_capacity: int = Field(default=20, ge=1, le=10_000)
     delegate_resource_threshold: float = Field(default=80.0, gt=0, le=100, allow_inf_nan=False)
     init_script: str | None = None
 
@@ -159,13 +158,8 @@ class Settings(BaseSettings):
     @field_validator("manager_host_and_port")
     @classmethod
     def _manager_url(cls, value: str) -> str:
-        try:
-            parts = urlsplit(value.strip())
-            parts.port  # noqa: B018 - raises on a port that is not a number
-        except ValueError:
-            raise ValueError("expected an http(s) URL such as https://manager.example.com:443") \
-                from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or not _port_ok(parts):
             raise ValueError("expected an http(s) URL such as https://manager.example.com:443")
         if parts.username is not None or parts.password is not None:
             raise ValueError("must not carry credentials (user:password@): the delegate "

@@ -8,38 +8,22 @@ by construction. Field names are camelCase on the wire, snake_case in Python.
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
-import pydantic_core
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+
+# re-exported: the limits and id rules are part of the wire's contract
+from protocol.limits import ID_PATTERN as ID_PATTERN
+from protocol.limits import MAX_ANSWER_BYTES as MAX_ANSWER_BYTES
+from protocol.limits import MAX_FRAME_BYTES as MAX_FRAME_BYTES
+from protocol.limits import ConnectionId, Id, SequenceNum, Token
+from protocol.limits import parse_json as parse_json
 
 T = TypeVar("T")
 
 #: Task payloads larger than this are refused by both ends (bytes of JSON).
 MAX_TASK_DATA_BYTES = 1_048_576
-#: The largest HTTP answer the delegate reads (a task package is at most MAX_TASK_DATA_BYTES of
-#: data plus its envelope); a longer one is refused unread, as one bad answer.
-MAX_ANSWER_BYTES = 4 * 1_048_576
-#: The largest websocket frame the delegate takes; stream events are small.
-MAX_FRAME_BYTES = 262_144
-
-#: What a task, delegate, account or profile id may look like (docs/protocol.md, "Ids"): URL- and
-#: file-name-safe ASCII, 1 to 128 characters, not starting with a dot. An id that does not fit
-#: makes the answer that carries it a bad answer; it is never put into a URL or a path.
-ID_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"
-Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
-#: The ECS slot's random token and sequence number, as stored in `delegate_sequence_config`.
-Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]
-SequenceNum = Annotated[str, StringConstraints(pattern=r"^-?[0-9]{1,18}$")]
-#: goes back to the manager in a header: no byte a header cannot carry
-ConnectionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.~+/=-]{1,256}$")]
-
-
-def parse_json(raw: str | bytes) -> Any:
-    """Decode one JSON answer or frame. Nesting deeper than 200 levels, invalid UTF-8 and invalid
-    JSON all raise ValueError (never RecursionError), so a hostile answer is one bad answer."""
-    return pydantic_core.from_json(raw)
 
 
 class WireModel(BaseModel):
