@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -289,7 +290,8 @@ def describe(exc: ValidationError, *, missing_token: bool = False) -> str:
             msg = "expected true or false"
         quotable = field and field not in _SECRET_FIELDS and isinstance(error.get("input"), str)
         if error.get("type") != "missing" and quotable:
-            msg = f"{msg} (got {str(error['input'])[:60]!r})"
+            shown = re.sub(r"(://)[^/@\s]*@", r"\1***@", str(error["input"]))  # no credentials
+            msg = f"{msg} (got {shown[:60]!r})"
         if not field:  # model-level rule
             if msg not in problems:
                 problems.append(msg)
