@@ -108,6 +108,14 @@ def run() -> int:
         return config.EXIT_CONFIG
     if not non_dumpable:
         log.get("delegate.cli").warning("secrecy.dumpable", note="prctl unavailable")
+    ignored, unknown = config.environment_report(os.environ)
+    if ignored:
+        log.get("delegate.cli").info("config.ignored_variables", names=ignored,
+                                     note="set by the task spec, not used by this delegate")
+    for name, guess in unknown:
+        log.get("delegate.cli").warning("config.unknown_variable", name=name,
+                                        did_you_mean=guess or None,
+                                        note="not a variable of this delegate: it has no effect")
 
     from delegate.agent import Agent
 

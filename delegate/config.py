@@ -8,6 +8,7 @@ expects, and never repeats a secret's value.
 
 from __future__ import annotations
 
+import difflib
 import enum
 import os
 import re
@@ -260,9 +261,43 @@ def env_name(field: str) -> str:
     return field.upper()
 
 
+#: variables of the real ECS task spec (or the real delegate's images) that this delegate does not
+#: use: listed once at start, so that nobody wonders why setting one changes nothing. The NextGen
+#: scope variables are among them: scopes are not supported yet (docs/protocol.md).
+UNUSED_REAL_VARIABLES = (
+    "USE_CDN", "CDN_URL", "JRE_VERSION", "USE_STORAGE_PROXY", "HELM_DESIRED_VERSION", "HELM_PATH",
+    "HELM3_PATH", "KUSTOMIZE_PATH", "KUBECTL_PATH", "OC_PATH", "GO_TEMPLATE_PATH", "SCM_VERSION",
+    "INSTALL_CLIENT_TOOLS_IN_BACKGROUND", "CLIENT_TOOLS_DOWNLOAD_DISABLED",
+    "LOG_STREAMING_SERVICE_URL", "VERSION_CHECK_DISABLED", "REMOTE_WATCHER_URL_CDN",
+    "GRPC_SERVICE_ENABLED", "GRPC_SERVICE_CONNECTOR_PORT", "MANAGER_TARGET", "MANAGER_AUTHORITY",
+    "PROXY_MANAGER", "JAVA_OPTS", "DYNAMIC_REQUEST_HANDLING", "UPDATE_PERPETUAL_TASK", "NEXT_GEN",
+    "DELEGATE_ORG_IDENTIFIER", "DELEGATE_PROJECT_IDENTIFIER",
+)
+#: prefixes of this delegate's own variables: an unknown name with one is probably misspelt
+_OWN_PREFIXES = ("DELEGATE_", "POLL_", "ACCOUNT_", "MANAGER_", "PROXY_")
+
+
+def environment_report(environ: Mapping[str, str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """(unused variables of the real spec that are set, [(unknown name, closest known name)])."""
+    known = {env_name(f) for f in Settings.model_fields} | {"HOSTNAME", "DEPLOY_MODE"}
+    ignored = sorted(n for n in environ if n in UNUSED_REAL_VARIABLES)
+    unknown = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if upper in known or upper in UNUSED_REAL_VARIABLES or not upper.startswith(_OWN_PREFIXES):
+            continue
+        guess = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.75)
+        unknown.append((name, guess[0] if guess else ""))
+    return ignored, unknown
+
+
 def load(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build the settings from `environ` (default: the process environment) or raise ConfigError."""
-    values = _GivenEnvironment(os.environ if environ is None else environ)()
+    """Build the settings from `environ` (default: the process environment) or raise ConfigError.
+    DEPLOY_MODE=ONPREM forces polling, as in the real delegate."""
+    environ = os.environ if environ is None else environ
+    values = _GivenEnvironment(environ)()
+    if str(environ.get("DEPLOY_MODE", "")).strip().upper() == "ONPREM":
+        values["poll_for_tasks"] = True
     try:
         return Settings(**values)
     except ValidationError as exc:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +104,34 @@ def test_process_exits_3_with_one_message() -> None:
     assert "DELEGATE_TOKEN" in done.stderr and "MANAGER_HOST_AND_PORT" in done.stderr
     assert secret not in done.stderr + done.stdout
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_deploy_mode_onprem_forces_polling() -> None:
+    assert config.load({**BASE, "DEPLOY_MODE": "ONPREM", "POLL_FOR_TASKS": "false"}).poll_for_tasks
+    assert not config.load({**BASE, "DEPLOY_MODE": "KUBERNETES"}).poll_for_tasks
+
+
+def test_unused_real_variables_are_listed_and_a_misspelt_own_one_is_named() -> None:
+    ignored, unknown = config.environment_report({
+        **BASE, "USE_CDN": "true", "JRE_VERSION": "17", "DELEGATE_ORG_IDENTIFIER": "org",
+        "DELEGATE_TAGZ": "a", "POLL_FOR_TASK": "true", "PATH": "/usr/bin", "DEPLOY_MODE": "AWS"})
+    assert ignored == ["DELEGATE_ORG_IDENTIFIER", "JRE_VERSION", "USE_CDN"]
+    assert unknown == [("DELEGATE_TAGZ", "DELEGATE_TAGS"), ("POLL_FOR_TASK", "POLL_FOR_TASKS")]
+
+
+def test_the_delegate_names_ignored_and_unknown_variables_at_start(tmp_path: Path) -> None:
+    env = python_env(**{**BASE, "MANAGER_HOST_AND_PORT": "http://127.0.0.1:9"},  # it retries
+                     USE_CDN="true", DELEGATE_TAGZ="x", DELEGATE_WORK_DIR=str(tmp_path),
+                     DELEGATE_HEALTH_PORT="0", LOG_FORMAT="json")
+    proc = subprocess.Popen([sys.executable, "-m", "delegate"], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        seen = ""
+        deadline = time.monotonic() + 30
+        while "config.unknown_variable" not in seen and time.monotonic() < deadline:
+            seen += proc.stdout.readline() if proc.stdout else ""
+        assert '"config.ignored_variables"' in seen and "USE_CDN" in seen
+        assert '"name": "DELEGATE_TAGZ"' in seen and '"did_you_mean": "DELEGATE_TAGS"' in seen
+    finally:
+        proc.kill()
+        proc.wait(10)
