@@ -41,8 +41,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 REPO = Path(__file__).resolve().parent.parent
 KINDS = ("delegate", "watcher")
 CHECK_FILES = {"delegate": "delegateprod.txt", "watcher": "watcherprod.txt"}
-#: packages a kind's zipapp carries beside its own (the delegate speaks the shared protocol)
-BUNDLED = {"delegate": ("protocol",), "watcher": ()}
+#: packages a kind's zipapp carries beside its own (the delegate speaks the shared protocol; the watcher
+#: imports only its stdlib-only NO_PROXY matcher, `protocol.noproxy`)
+BUNDLED = {"delegate": ("protocol",), "watcher": ("protocol",)}
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 _STAMP = re.compile(r'^__version__\s*=\s*"[^"]*"', re.MULTILINE)
 _MAIN = "import sys\n\nfrom {kind}.cli import main\n\nsys.exit(main())\n"

@@ -5,6 +5,10 @@
 - Only https is fetched, or http to a loopback host (development); a redirect elsewhere is refused.
 - `WATCHER_DOWNLOAD_TIMEOUT_S` is a total deadline per read: the caller stops waiting when it passes
   (`asyncio.wait_for`), and the worker thread gives up at its next chunk and removes its partial file.
+- Reads go through the configured proxy (PROXY_* or HTTPS_PROXY, `Proxy`) unless NO_PROXY matches the
+  URL (`protocol.noproxy`, the matcher the delegate uses: `*`, suffixes, host:port, CIDR). Only that
+  decision counts: urllib's own reading of the environment's proxy variables is switched off. The
+  proxy URL can carry credentials: it never reaches a log line or an error.
 - urllib is loaded on first use, so an idle watcher does not carry the HTTP and TLS modules.
 """
 
@@ -16,9 +20,12 @@ import contextlib
 import ipaddress
 import os
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
+
+from protocol.noproxy import bypassed
 
 
 class FetchError(Exception):
@@ -27,6 +34,22 @@ class FetchError(Exception):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """The proxy for the watcher's reads; `url` may carry credentials (never shown)."""
+
+    url: str | None = field(default=None, repr=False)
+    no_proxy: str | None = None
+
+    def for_url(self, url: str) -> str | None:
+        if not self.url or bypassed(url, self.no_proxy):
+            return None
+        return self.url
+
+
+NO_PROXY = Proxy()
 
 
 def redact(url: str) -> str:
@@ -65,7 +88,15 @@ def _split_credentials(url: str) -> tuple[str, str | None]:
     return clean, "Basic " + base64.b64encode(pair).decode()
 
 
-def _open(url: str, timeout_s: float) -> Any:
+def _hide(message: str, *urls: str | None) -> str:
+    """`message` without the passwords of `urls`."""
+    for url in urls:
+        if url and (password := urlsplit(url).password):
+            message = message.replace(password, "***")
+    return message
+
+
+def _open(url: str, timeout_s: float, proxy: Proxy) -> Any:
     import urllib.request  # loaded on first use: keeps the idle watcher small
 
     class _Redirects(urllib.request.HTTPRedirectHandler):
@@ -81,17 +112,20 @@ def _open(url: str, timeout_s: float) -> Any:
     if auth is not None:
         headers["Authorization"] = auth
     request = urllib.request.Request(clean, headers=headers)  # noqa: S310 - scheme checked by settings
-    return urllib.request.build_opener(_Redirects()).open(request, timeout=timeout_s)
+    via = proxy.for_url(clean)
+    # an explicit handler: {} also keeps urllib off the environment's own proxy variables
+    proxies = urllib.request.ProxyHandler({"http": via, "https": via} if via else {})
+    return urllib.request.build_opener(proxies, _Redirects()).open(request, timeout=timeout_s)
 
 
 def _read(url: str, dest: Path | None, max_bytes: int, timeout_s: float,
-          cancelled: threading.Event) -> bytes:
+          cancelled: threading.Event, proxy: Proxy) -> bytes:
     """The body (or, with `dest`, write it there and return b''); runs in a worker thread."""
     size = 0
     chunks: list[bytes] = []
     out = open(dest, "wb") if dest is not None else None  # noqa: SIM115 - closed below
     try:
-        with _open(url, timeout_s) as resp:
+        with _open(url, timeout_s, proxy) as resp:
             while chunk := resp.read(1 << 16):
                 if cancelled.is_set():
                     raise FetchError(f"{redact(url)}: gave up (deadline passed)")  # noqa: TRY301
@@ -108,9 +142,7 @@ def _read(url: str, dest: Path | None, max_bytes: int, timeout_s: float,
     except FetchError:
         raise
     except OSError as exc:  # URLError, HTTPError and socket timeouts are OSErrors
-        message = str(exc)
-        if (password := urlsplit(url).password) is not None:
-            message = message.replace(password, "***")
+        message = _hide(str(exc), url, proxy.url)
         raise FetchError(f"cannot read {redact(url)}: {message}", getattr(exc, "code", None)) from None
     finally:
         if out is not None:
@@ -118,12 +150,13 @@ def _read(url: str, dest: Path | None, max_bytes: int, timeout_s: float,
     return b"".join(chunks)
 
 
-async def fetch(url: str, timeout_s: float, max_bytes: int, dest: Path | None = None) -> bytes:
+async def fetch(url: str, timeout_s: float, max_bytes: int, dest: Path | None = None,
+                proxy: Proxy = NO_PROXY) -> bytes:
     """Read `url` within `timeout_s` in total; with `dest`, into that file (removed on failure)."""
     cancelled = threading.Event()
     try:
         return await asyncio.wait_for(
-            asyncio.to_thread(_read, url, dest, max_bytes, timeout_s, cancelled), timeout_s)
+            asyncio.to_thread(_read, url, dest, max_bytes, timeout_s, cancelled, proxy), timeout_s)
     except BaseException as exc:
         cancelled.set()  # a thread still reading stops at its next chunk
         if dest is not None:

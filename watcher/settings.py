@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from watcher import fetch, trust
 
@@ -54,6 +54,7 @@ class Settings:
     upgrade_check_interval_s: float
     upgrade_check_jitter_s: float
     download_timeout_s: float  # total, per check-file read and per artifact download
+    proxy: fetch.Proxy  # PROXY_* / HTTPS_PROXY and NO_PROXY, as the delegate reads them
     tick_s: float
     log_level: str
     log_format: str
@@ -159,7 +160,34 @@ FIELDS: tuple[tuple[str, str, Callable[[str], Any], Any], ...] = (
     ("LOG_LEVEL", "log_level", _choice("debug", "info", "warning", "error"), "info"),
     ("LOG_FORMAT", "log_format", _choice("auto", "json", "console"), "auto"),
 )
-VARIABLES = ("WATCHER_WORK_DIR", "DELEGATE_WORK_DIR", *(name for name, *_ in FIELDS))
+PROXY_VARIABLES = ("PROXY_HOST", "PROXY_PORT", "PROXY_SCHEME", "PROXY_USER", "PROXY_PASSWORD",
+                   "HTTPS_PROXY", "NO_PROXY")
+VARIABLES = ("WATCHER_WORK_DIR", "DELEGATE_WORK_DIR", *(name for name, *_ in FIELDS), *PROXY_VARIABLES)
+
+
+def _proxy(env: Mapping[str, str], problems: list[str]) -> fetch.Proxy:
+    """The delegate's proxy settings (docs/operations.md): PROXY_* first, else HTTPS_PROXY. No value
+    of PROXY_USER/PROXY_PASSWORD/HTTPS_PROXY ever reaches a message."""
+    def get(name: str) -> str:
+        return (env.get(name) or env.get(name.lower()) or "").strip()
+    no_proxy = get("NO_PROXY") or None
+    host = get("PROXY_HOST")
+    if not host:
+        url = get("HTTPS_PROXY")
+        if url and urlsplit(url).scheme not in ("http", "https"):
+            problems.append("HTTPS_PROXY: expected an http(s) URL such as http://proxy.example.com:3128")
+            url = ""
+        return fetch.Proxy(url or None, no_proxy)
+    scheme = get("PROXY_SCHEME").lower() or "http"
+    if scheme not in ("http", "https"):
+        problems.append(f"PROXY_SCHEME: got {scheme[:20]!r}, expected http or https")
+    port = get("PROXY_PORT")
+    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        problems.append(f"PROXY_PORT: got {port[:20]!r}, expected a port number from 1 to 65535")
+    auth = ""
+    if user := get("PROXY_USER"):
+        auth = f"{quote(user, safe='')}:{get('PROXY_PASSWORD')}@"  # the password comes URL-encoded
+    return fetch.Proxy(f"{scheme}://{auth}{host}{':' + port if port else ''}", no_proxy)
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
@@ -177,7 +205,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     if values["trusted_keys"] is None:
         values["trusted_keys"] = trust.image_keys()
     work = env.get("WATCHER_WORK_DIR") or env.get("DELEGATE_WORK_DIR") or os.getcwd()
-    s = Settings(work_dir=Path(work), **values)
+    s = Settings(work_dir=Path(work), proxy=_proxy(env, problems), **values)
     if s.heartbeat_interval_s * 2 > s.heartbeat_timeout_s:
         problems.append(
             f"WATCHER_HEARTBEAT_TIMEOUT_S ({s.heartbeat_timeout_s:g}) must be at least twice "

@@ -87,9 +87,11 @@ class Verified:
 class Store:
     """Installed versions of one artifact kind ("delegate" or "watcher")."""
 
-    def __init__(self, root: Path, kind: str, keys: tuple[bytes, ...]) -> None:
+    def __init__(self, root: Path, kind: str, keys: tuple[bytes, ...],
+                 proxy: fetch.Proxy = fetch.NO_PROXY) -> None:
         self.kind = kind
         self.keys = keys
+        self.proxy = proxy  # the reads below go through it (or not: NO_PROXY)
         self.root = root / kind
         self.root.mkdir(parents=True, exist_ok=True)
         self._failed_path = self.root / "failed.json"
@@ -163,7 +165,8 @@ class Store:
     async def check(self, storage_url: str, location: str, timeout_s: float) -> Published:
         url = f"{storage_url}/{location}"
         try:
-            text = (await fetch.fetch(url, timeout_s, MAX_CHECK_BYTES)).decode("utf-8", "replace")
+            body = await fetch.fetch(url, timeout_s, MAX_CHECK_BYTES, proxy=self.proxy)
+            text = body.decode("utf-8", "replace")
         except fetch.FetchError as exc:
             raise UpgradeError(str(exc)) from None
         return parse_check(text, fetch.redact(url))
@@ -177,14 +180,15 @@ class Store:
         tmp = dest.with_name(f".{dest.name}.{tag}.part")
         sig_tmp = dest.with_name(f".{dest.name}.{tag}.sig.part")
         try:
-            await fetch.fetch(url + trust.SIG_SUFFIX, timeout_s, trust.MAX_SIG_BYTES, sig_tmp)
+            await fetch.fetch(url + trust.SIG_SUFFIX, timeout_s, trust.MAX_SIG_BYTES, sig_tmp,
+                              proxy=self.proxy)
         except fetch.FetchError as exc:
             if exc.status == 404:
                 raise Refused(f"{self.kind} {published.version}: unsigned: there is no signature "
                               f"file ({exc})") from None
             raise UpgradeError(str(exc)) from None
         try:
-            await fetch.fetch(url, timeout_s, MAX_ARTIFACT_BYTES, tmp)
+            await fetch.fetch(url, timeout_s, MAX_ARTIFACT_BYTES, tmp, proxy=self.proxy)
             data = tmp.read_bytes()
         except fetch.FetchError as exc:
             raise UpgradeError(str(exc)) from None

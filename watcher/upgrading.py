@@ -32,8 +32,8 @@ class Upgrader:
     def __init__(self, settings: Settings, wake: Callable[[], None]) -> None:
         self.s = settings
         self._wake = wake
-        self.store = Store(settings.versions_dir, "delegate", settings.trusted_keys)
-        self.self_store = Store(settings.versions_dir, "watcher", settings.trusted_keys)
+        self.store = Store(settings.versions_dir, "delegate", settings.trusted_keys, settings.proxy)
+        self.self_store = Store(settings.versions_dir, "watcher", settings.trusted_keys, settings.proxy)
         self.artifact = self._installed()  # the installed version the slot starts; None = image's
         self.pending: str | None = None  # a verified, installed delegate version to try
         self.self_pending: str | None = None  # a verified, installed watcher version to exec

@@ -1,6 +1,8 @@
 """Capability checks: what a delegate verifies before it may take a task.
 
-A check type is a coroutine `(params) -> (ok, message)`. `HTTP` (can this delegate reach a URL) lives
+A check type is a coroutine `(params, proxy) -> (ok, message)`; `proxy` is the delegate's
+`ProxyRules` (PROXY_* / HTTPS_PROXY, NO_PROXY decided per URL), so a check reaches its endpoint the
+way the task would. `HTTP` (can this delegate reach a URL) lives
 here; the ECS check (credentials valid, region and cluster reachable) registers itself from
 `delegate.ecs`. An unknown type fails its check with a clear message rather than the delegate.
 """
@@ -14,9 +16,10 @@ from typing import Any
 
 import aiohttp
 
+from delegate.proxy import ProxyRules
 from protocol import wire
 
-Check = Callable[[dict[str, Any]], Awaitable[tuple[bool, str]]]
+Check = Callable[[dict[str, Any], ProxyRules], Awaitable[tuple[bool, str]]]
 _checks: dict[str, Check] = {}
 _LAZY = {"ECS": "delegate.ecs.capability"}
 
@@ -30,7 +33,7 @@ def capability(name: str) -> Callable[[Check], Check]:
 
 
 @capability("HTTP")
-async def http_check(params: dict[str, Any]) -> tuple[bool, str]:
+async def http_check(params: dict[str, Any], proxy: ProxyRules) -> tuple[bool, str]:
     url = params.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         return False, "HTTP capability needs params.url, an http(s) URL"
@@ -38,7 +41,7 @@ async def http_check(params: dict[str, Any]) -> tuple[bool, str]:
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(url, allow_redirects=True) as resp,
+            session.get(url, allow_redirects=True, proxy=proxy.for_url(url)) as resp,
         ):
             # Reachable is what matters; like Harness, any HTTP answer below 500 counts.
             if resp.status < 500:
@@ -48,7 +51,10 @@ async def http_check(params: dict[str, Any]) -> tuple[bool, str]:
         return False, f"{url} unreachable: {type(exc).__name__}"
 
 
-async def run_checks(capabilities: list[wire.Capability]) -> list[wire.CapabilityResult]:
+async def run_checks(capabilities: list[wire.Capability],
+                     proxy: ProxyRules | None = None) -> list[wire.CapabilityResult]:
+    rules = proxy if proxy is not None else ProxyRules()
+
     async def one(cap: wire.Capability) -> wire.CapabilityResult:
         check = _checks.get(cap.capability_type)
         if check is None and cap.capability_type in _LAZY:
@@ -61,7 +67,7 @@ async def run_checks(capabilities: list[wire.Capability]) -> list[wire.Capabilit
                 f"{sorted(set(_checks) | set(_LAZY))}",
             )
         try:
-            ok, message = await check(cap.params)
+            ok, message = await check(cap.params, rules)
         except Exception as exc:  # noqa: BLE001 - a broken check fails itself, not the delegate
             ok, message = False, f"check raised {type(exc).__name__}: {exc}"
         return wire.CapabilityResult(capability_type=cap.capability_type, ok=ok, message=message)

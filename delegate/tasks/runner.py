@@ -228,7 +228,7 @@ class TaskRunner:
     async def _validate(
         self, who: Identity, task_id: str, package: wire.DelegateTaskPackage
     ) -> wire.DelegateTaskPackage | None:
-        results = await run_checks(package.capabilities)
+        results = await run_checks(package.capabilities, self._s.proxy_rules())
         passed = all(r.ok for r in results)
         _log.info("task.capabilities_checked", passed=passed,
                   results=[f"{r.capability_type}: {r.message}" for r in results])

@@ -4,6 +4,7 @@ The local AWS is reached by a name that does not resolve (`aws.invalid`): only a
 those calls, and the local AWS itself answers proxy-form requests, so a deploy that succeeds went
 through the proxy. The other way round, a dead proxy and a NO_PROXY CIDR that covers the endpoint:
 a deploy that succeeds went direct. Each runs its own manager so no other delegate takes the task.
+The ECS capability check the manager asks for before assigning a task makes the same decision.
 """
 
 from __future__ import annotations
@@ -25,6 +26,18 @@ pytestmark = pytest.mark.timeout(120)
 def own_manager(tmp_path: Path) -> Iterator[Manager]:
     with Manager(tmp_path / "manager") as manager:
         yield manager
+
+
+def capability_check(manager: Manager, world: EcsWorld, work: Path, **env: str) -> dict[str, object]:
+    """The `task.capabilities_checked` event of a task that asks for the ECS capability."""
+    delegate = start_delegate(manager, work, **{**aws_env(world.aws), **env})
+    try:
+        delegate.wait_event("manager.registered", timeout=30)
+        task_id = manager.submit("SHELL_SCRIPT", {"script": "echo checked"}, timeoutMs=30_000,
+                                 capabilities=[{"capabilityType": "ECS", "params": infra(world)}])
+        return delegate.wait_event("task.capabilities_checked", task_id=task_id, timeout=45)
+    finally:
+        delegate.stop()
 
 
 def deploy(manager: Manager, world: EcsWorld, work: Path, **env: str) -> dict[str, object]:
@@ -58,3 +71,23 @@ def test_no_proxy_cidr_keeps_aws_calls_direct(world: EcsWorld, ecs_aws: LocalAws
     task = deploy(own_manager, world, tmp_path / "d", HTTPS_PROXY="http://127.0.0.1:9",
                   PROXY_HOST="127.0.0.1", PROXY_PORT="9", PROXY_MANAGER="false", NO_PROXY="127.0.0.0/8")
     assert task["status"] == "SUCCEEDED", log_text(task)
+
+
+def test_the_capability_check_goes_through_the_proxy(world: EcsWorld, ecs_aws: LocalAws,
+                                                      own_manager: Manager, tmp_path: Path) -> None:
+    # botocore alone knows nothing of PROXY_HOST: only the delegate's own decision reaches aws.invalid
+    checked = capability_check(own_manager, world, tmp_path / "d",
+                               AWS_ENDPOINT_URL=f"http://aws.invalid:{ecs_aws.port}",
+                               PROXY_HOST="127.0.0.1", PROXY_PORT=str(ecs_aws.port), PROXY_USER="u",
+                               PROXY_PASSWORD="Pr0xyPassw0rd", PROXY_MANAGER="false")
+    assert checked["passed"] is True, checked
+    assert "Pr0xyPassw0rd" not in str(checked)
+
+
+def test_the_capability_check_honours_a_no_proxy_cidr(world: EcsWorld, own_manager: Manager,
+                                                       tmp_path: Path) -> None:
+    # botocore's own NO_PROXY has no CIDR entries: left to it, the check would use the dead HTTP_PROXY
+    checked = capability_check(own_manager, world, tmp_path / "d", HTTPS_PROXY="http://127.0.0.1:9",
+                               HTTP_PROXY="http://127.0.0.1:9", PROXY_MANAGER="false",
+                               NO_PROXY="127.0.0.0/8")
+    assert checked["passed"] is True, checked
