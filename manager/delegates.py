@@ -165,6 +165,15 @@ class Delegates:
             self.by_id = {row["delegate_id"]: DelegateRecord.from_row(row)
                           for row in self._conn.execute("SELECT * FROM delegates")}
 
+    def _reload_host(self, account_id: str, host: str) -> None:
+        """Shared: read again the records a registration from `host` decides among (its own by
+        host name, the ECS slots of that base name); the rest of the table is not needed."""
+        if self.shared:
+            for row in self._conn.execute(
+                    "SELECT * FROM delegates WHERE account_id=? AND (host_name=? OR host_base=?)",
+                    (account_id, host, host)):
+                self.by_id[row["delegate_id"]] = DelegateRecord.from_row(row)
+
     def _reload(self, delegate_id: str) -> DelegateRecord | None:
         row = self._conn.execute("SELECT * FROM delegates WHERE delegate_id=?",
                                  (delegate_id,)).fetchone()
@@ -232,7 +241,7 @@ class Delegates:
     # --- register / keep-alive -----------------------------------------------------------------
 
     def register(self, params: DelegateParams, now: int) -> DelegateRecord:
-        self.reload_all()
+        self._reload_host(params.account_id, params.host_name)
         if params.delegate_type == DelegateType.ECS:
             rec = self._register_ecs(params, now)
         else:

@@ -102,25 +102,27 @@ async def cluster(postgres: Postgres, tmp_path: Path) -> AsyncIterator[Cluster]:
                     "--log-level", "INFO")
         m.port = port
         replicas.append(m)
-    await asyncio.to_thread(replicas[0].start)
-    await asyncio.to_thread(replicas[1].start)
-    await asyncio.to_thread(balancer.start)
-    env = replicas[0].env
-    assert replicas[1].env["DELEGATE_TOKEN"] == env["DELEGATE_TOKEN"]  # one account, one database
-    swarm = Swarm(balancer.url, env["ACCOUNT_ID"], env["DELEGATE_TOKEN"], DELEGATES,
-                  tmp_path / "work", heartbeat_s=1.0, log_lines=LOG_LINES)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        try:
+    swarm: Swarm | None = None
+    try:
+        for m in replicas:
+            await asyncio.to_thread(m.start)
+        await asyncio.to_thread(balancer.start)
+        env = replicas[0].env
+        assert replicas[1].env["DELEGATE_TOKEN"] == env["DELEGATE_TOKEN"]  # one account, one DB
+        swarm = Swarm(balancer.url, env["ACCOUNT_ID"], env["DELEGATE_TOKEN"], DELEGATES,
+                      tmp_path / "work", heartbeat_s=1.0, log_lines=LOG_LINES)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             await swarm.start()
             await swarm.wait_connected(within_s=60)
             yield Cluster(postgres, replicas, balancer, swarm, session)
-        finally:
+    finally:  # whatever failed, nothing is left running
+        if swarm is not None:
             await swarm.close()
-            for m in replicas:
-                await asyncio.to_thread(m.stop)
-            await asyncio.to_thread(balancer.close)
-            if postgres.process is None:  # a test stopped it
-                await asyncio.to_thread(postgres.start)
+        for m in replicas:
+            await asyncio.to_thread(m.stop)
+        await asyncio.to_thread(balancer.close)
+        if postgres.process is None:  # a test stopped it
+            await asyncio.to_thread(postgres.start)
 
 
 async def test_sigkill_of_a_replica_mid_run_loses_nothing(cluster: Cluster) -> None:
