@@ -88,7 +88,7 @@ class Stack:
     def __init__(self, base: Path, keep: bool = False) -> None:
         self.base = base
         self.keep = keep
-        self.manager = Manager(base / "manager")
+        self.manager = Manager(base / "manager", tls=True)  # https with a throw-away certificate
         self.delegate: Process | None = None
         self.aws: Any = None  # devstack.aws.server.LocalAws, imported when started (moto is slow)
 
@@ -173,6 +173,8 @@ def run(args: argparse.Namespace, stack: Stack) -> int:
         work_dir = stack.base / "delegate"
         work_dir.mkdir()
         env = task_spec_env(manager.env, work_dir)
+        if manager.ca_file is not None:  # the throw-away certificate, trusted by file
+            env["SSL_CERT_FILE"] = str(manager.ca_file)
         env.update(ecs_demo.delegate_aws_env(stack.aws))
         # Not in the task spec: outside a container the resource check reads the whole host's CPU,
         # and the demo shares this machine with whatever else runs on it.
@@ -186,6 +188,13 @@ def run(args: argparse.Namespace, stack: Stack) -> int:
                             tolerate=(OSError,))
         print(f"       {member['hostName']}  id={member['delegateId']}  "
               f"version={member['version']}  status={member['status']}")
+
+    with Step("log in to the pages with the admin key and see it Connected there"):
+        with manager.login().open(f"{manager.url}/ui/delegates", timeout=10) as resp:
+            page = resp.read().decode()
+        if member["hostName"] not in page or "Connected" not in page:
+            raise RuntimeError("the delegates page does not show the delegate Connected")
+        print(f"       {manager.url}/ui/delegates shows {member['hostName']} Connected")
 
     with Step("run a SHELL_SCRIPT task through the delegate"):
         task_id = manager.submit("SHELL_SCRIPT", {

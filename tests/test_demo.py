@@ -23,6 +23,8 @@ def test_demo_passes_end_to_end_and_keeps_its_directory_when_asked() -> None:
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
         assert "[FAIL]" not in done.stdout
         assert "rolling deploy of sample:2 through the manager" in done.stdout
+        assert "manager at https://127.0.0.1:" in done.stdout  # the real manager, over TLS
+        assert "/ui/delegates shows Harness-ECS-Delegate_0 Connected" in done.stdout  # logged in
         assert "demo passed" in done.stdout
         assert kept is not None, done.stdout[-2000:]
         base = Path(kept.group(1))
