@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 # The Harness ECS delegate (Python): the watcher as PID 1's exec-form entrypoint, which starts and
 # supervises the delegate. Build with scripts/build-image (Docker, or buildah where no engine runs).
-ARG BASE_IMAGE=python:3.11-slim-bookworm
+# Pinned by digest: a rebuild runs on the same base until someone moves the pin on purpose.
+# scripts/build-image passes its own base (made locally where no registry is reachable), also by digest.
+ARG BASE_IMAGE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
 
 # ---- build: a virtualenv with the pinned run-time dependencies and the two packages -----------
 FROM ${BASE_IMAGE} AS build
@@ -30,7 +32,10 @@ RUN /opt/venv/bin/pip install ${PIP_CERT:+--cert "$PIP_CERT"} --no-deps . \
 FROM ${BASE_IMAGE} AS runtime
 ARG BASE_IMAGE
 ARG VERSION=1.0.0
+ARG WATCHER_VERSION=1.0.0
 LABEL org.opencontainers.image.title="harness-delegate" \
+      io.harness.delegate.version="${VERSION}" \
+      io.harness.watcher.version="${WATCHER_VERSION}" \
       org.opencontainers.image.description="Harness ECS delegate and watcher, re-implemented in Python" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0" \

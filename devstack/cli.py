@@ -19,6 +19,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "aws": ("devstack.aws.cli", "run the local AWS (moto) with an ECS scheduler beside it"),
     "task": ("manager.task_cli", "submit and follow tasks (the same as `harness-manager task`)"),
     "publish": ("devstack.publish", "publish a delegate or watcher version for upgrades"),
+    "registry": ("devstack.registry", "run a container registry (docker-registry) on loopback"),
 }
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -38,6 +39,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, required=True, help="TCP port; 0 picks a free one")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    real = parser.add_argument_group("real containers (opt-in; docs/local-ecs.md)")
+    real.add_argument("--run-containers", action="store_true",
+                      help="run the tasks' containers with podman (host networking)")
+    real.add_argument("--podman", default="podman", metavar="COMMAND",
+                      help="the podman command with its storage options (default: podman); "
+                           "e.g. the output of scripts/build-image --print-podman")
+    real.add_argument("--podman-run-options", default="", metavar="OPTIONS",
+                      help="extra 'podman run' options, e.g. '--runtime runc'")
+    real.add_argument("--container-port-env", default=None, metavar="NAME",
+                      help="give each task a free port in this variable (host networking shares "
+                           "ports), e.g. DELEGATE_HEALTH_PORT")
     defaults = Timing()
     for f in fields(Timing):
         parser.add_argument(
@@ -77,7 +89,13 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILED_TO_START
     _configure_logging(args.log_level)
     os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    from devstack.aws.containers import ContainerRunner
     from devstack.aws.server import LocalAws  # imports moto, which reads the environment
+
+    containers = None
+    if args.run_containers:
+        containers = ContainerRunner(shlex.split(args.podman), shlex.split(args.podman_run_options),
+                                     port_env=args.container_port_env)
 
     stop = threading.Event()
 
@@ -87,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        aws = LocalAws(port=args.port, host=args.host, timing=timing).start()
+        aws = LocalAws(port=args.port, host=args.host, timing=timing, containers=containers).start()
     except (OSError, ValueError) as exc:
         print(f"devstack aws: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return EXIT_FAILED_TO_START

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import structlog
 
 from devstack.aws import ecs_model, health, markers, native, sdeploy_api
+from devstack.aws.containers import ContainerRunner
 from devstack.aws.ecs_model import add_event, task_id
 from devstack.aws.timing import Timing
 
@@ -76,8 +77,10 @@ def _tasks_text(tasks: Iterable[Any]) -> str:
 class Scheduler:
     """Implements `ecs_model.Hooks` and runs the tick loop in a named daemon thread."""
 
-    def __init__(self, timing: Timing) -> None:
+    def __init__(self, timing: Timing, containers: ContainerRunner | None = None) -> None:
         self.timing = timing
+        #: opt-in: run the tasks' containers for real (devstack/aws/containers.py)
+        self.containers = containers
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
@@ -183,12 +186,15 @@ class Scheduler:
         if life.phase == "PROVISIONING" and now >= life.pending_at:
             life.phase = "PENDING"
             ecs_model.set_status(task, "PENDING")
-        if life.phase == "PENDING" and now >= life.running_at:
+        up = life.phase == "PENDING" and now >= life.running_at
+        if up and self._containers_up(backend, task, life, now):
             self._start(backend, task, life, now)
         if life.phase == "RUNNING" and life.kind == "service" and self._unhealthy(backend, task, life, now):
             return
         if life.phase == "RUNNING" and life.exit_at is not None and now >= life.exit_at:
             self._exit(backend, task, life, now)
+        if life.phase == "RUNNING" and self.containers is not None:
+            self._containers_exited(backend, task, life, now)
         if life.phase == "DEACTIVATING" and life.stop_at is not None and now >= life.stop_at:
             ecs_model.finish_deregister(backend, life.targets)
             self._finish_stop(backend, task, life, now, failed=False)
@@ -204,7 +210,7 @@ class Scheduler:
             return
         life.phase = "RUNNING"
         ecs_model.set_status(task, "RUNNING")
-        if life.kind == "run":
+        if life.kind == "run" and self.containers is None:  # real containers end by themselves
             life.exit_at = now + (behaviour.run_s if behaviour.run_s is not None else self.timing.run_task_s)
         elif behaviour.exits:
             life.exit_at = now + (
@@ -227,8 +233,40 @@ class Scheduler:
         self._begin_stop(backend, [task], now, why)
         return True
 
-    def _exit(self, backend: Any, task: Any, life: TaskLife, now: float) -> None:
-        code = life.behaviour.exit_code
+    # --- real containers (opt-in): the hook into devstack/aws/containers.py ---------------
+
+    def _containers_up(self, backend: Any, task: Any, life: TaskLife, now: float) -> bool:
+        """True once the task may be RUNNING: at once without a runner, else when its containers
+        run; a pull or start failure stops the task here."""
+        if self.containers is None:
+            return True
+        state = self.containers.state(task.task_arn)
+        if state is None:
+            self.containers.launch(task.task_arn, ecs_model.container_definitions(backend, task),
+                                   task.overrides)
+            return False
+        if state.phase == "failed":
+            ecs_model.set_exit(task, None, state.stop_code, state.reason)
+            self._finish_stop(backend, task, life, now, failed=life.kind == "service")
+        return state.phase in ("running", "exited")
+
+    def _containers_exited(self, backend: Any, task: Any, life: TaskLife, now: float) -> None:
+        assert self.containers is not None
+        state = self.containers.state(task.task_arn)
+        if state is None:
+            return
+        task.health_status = state.health  # the real health check's verdict (containers.py)
+        for container in task.containers:
+            container.health_status = state.health
+        if state.phase == "exited":
+            self._exit(backend, task, life, now, state.exit_code)
+        elif state.health == "UNHEALTHY" and life.kind == "service":
+            why = "Task failed container health checks"
+            health.stopped_unhealthy(life.service, task, life, why)
+            self._begin_stop(backend, [task], now, why)
+
+    def _exit(self, backend: Any, task: Any, life: TaskLife, now: float, code: int | None = None) -> None:
+        code = life.behaviour.exit_code if code is None else code
         if code is None:
             code = 0 if life.kind == "run" else 1
         ecs_model.set_exit(task, code, "EssentialContainerExited", "Essential container in task exited")
@@ -239,6 +277,8 @@ class Scheduler:
         life.phase = "STOPPED"
         life.stopped_mono = now
         ecs_model.set_status(task, "STOPPED", "STOPPED")
+        if self.containers is not None:
+            self.containers.stop(task.task_arn)
         ecs_model.release_network(backend, task)
         if life.kind != "service":
             return
@@ -262,6 +302,8 @@ class Scheduler:
                 continue
             life.phase = "DEACTIVATING"
             life.stop_at = now + self.timing.task_stop_s
+            if self.containers is not None:
+                self.containers.stop(task.task_arn)
             ecs_model.set_status(task, "DEACTIVATING", "STOPPED")
             ecs_model.begin_deregister(backend, life.targets)
 

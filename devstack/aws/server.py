@@ -21,6 +21,7 @@ from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
 from devstack.aws import ecs_model
+from devstack.aws.containers import ContainerRunner
 from devstack.aws.faults import Faults
 from devstack.aws.scheduler import Scheduler
 from devstack.aws.timing import Timing
@@ -75,7 +76,8 @@ class LocalAws:
     """moto's server on `host:port` (0 picks a free port) with the ECS scheduler running."""
 
     def __init__(
-        self, port: int = 0, host: str = DEFAULT_HOST, timing: Timing | None = None, **timing_overrides: float
+        self, port: int = 0, host: str = DEFAULT_HOST, timing: Timing | None = None,
+        containers: ContainerRunner | None = None, **timing_overrides: float
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"port={port}: give 0 (any free port) or 1-65535")
@@ -83,7 +85,9 @@ class LocalAws:
         self._server = _Server(ip_address=host, port=port, verbose=False)
         #: injected faults and the count of API calls answered (devstack/aws/faults.py)
         self.faults = self._server.faults = Faults()
-        self.scheduler = Scheduler(self.timing)
+        #: opt-in: run the tasks' containers with podman (devstack/aws/containers.py)
+        self.containers = containers
+        self.scheduler = Scheduler(self.timing, containers)
         self.host, self.port = host, port
         self._started = False
 
@@ -118,6 +122,8 @@ class LocalAws:
         global _running
         self._started = False
         self.scheduler.stop()
+        if self.containers is not None:
+            self.containers.close()
         self._server.stop()
         with _running_lock:
             _running = None
