@@ -61,7 +61,7 @@ class LocalRegistry:
 
     def _answers(self) -> bool:
         with urllib.request.urlopen(f"http://{self.address}/v2/", timeout=2) as resp:
-            return resp.status == 200
+            return bool(resp.status == 200)
 
     def start(self) -> LocalRegistry:
         program = ensure_installed()

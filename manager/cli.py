@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "every download (MANAGER_PUBLIC_URL)")
     parser.add_argument("--key-file", type=Path, help="the key that encrypts delegate tokens at "
                         "rest; replicas share one (MANAGER_KEY_FILE, default DATA_DIR/manager.key)")
+    parser.add_argument("--delegate-image", help="the image task spec downloads name by default: "
+                        "REGISTRY/REPO:TAG (MANAGER_DELEGATE_IMAGE)")
     parser.add_argument("--tls-cert", dest="tls_cert_file", type=Path,
                         help="PEM certificate chain: serve https (MANAGER_TLS_CERT_FILE)")
     parser.add_argument("--tls-key", dest="tls_key_file", type=Path,
@@ -78,6 +80,7 @@ def configure_logging(level: str) -> None:
 
 
 _SETTING_ARGS = ("port", "data_dir", "database_url", "host", "public_url", "key_file",
+                 "delegate_image",
                  "tls_cert_file",
                  "tls_key_file", "trust_forwarded_headers", "disconnect_after_s", "ecs_stale_slot_s",
                  "task_orphan_s", "rebroadcast_s", "tick_s")

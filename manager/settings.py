@@ -15,6 +15,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from protocol.images import check_image
+
 
 def is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -41,6 +43,8 @@ class ManagerSettings(BaseSettings):
     #: the 32-byte key that encrypts delegate tokens at rest (made at first start, 0600); replicas
     #: on one database must share it. Default DATA_DIR/manager.key
     key_file: Path | None = None
+    #: the image downloads name by default (REGISTRY/REPO:TAG where scripts/build-image pushed it)
+    delegate_image: str | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     #: behind a TLS-terminating load balancer: take the scheme and client address from
@@ -62,6 +66,11 @@ class ManagerSettings(BaseSettings):
     tick_s: float = Field(default=1.0, gt=0)
     #: delegates told about one task per broadcast round
     broadcast_fanout: int = Field(default=10, gt=0)
+
+    @field_validator("delegate_image")
+    @classmethod
+    def _delegate_image(cls, value: str | None) -> str | None:
+        return None if value is None else check_image(value)  # ImageError is a ValueError
 
     @field_validator("public_url")
     @classmethod

@@ -1,7 +1,9 @@
 """Install Delegate > ECS Task Spec: the download as an API and as a page form.
 
     GET /api/setup/delegates/ecs-task-spec?accountId=ID&delegateGroupName=G&awsvpc=false
-        [&tokenName=default&profile=PROFILE_ID&hostname=H&region=R&awsAccountId=N&image=I]
+        [&tokenName=default&profile=PROFILE_ID&hostname=H&region=R&awsAccountId=N
+         &image=REGISTRY/REPO:TAG&taskRoleArn=ARN&executionRoleArn=ARN]
+         (image: default MANAGER_DELEGATE_IMAGE)
         Authorization: Bearer <API key>                 -> harness-delegate-ecs.tar.gz
 
     GET /ui/install-delegate                            -> the form (a login, `manager/login.py`)
@@ -58,6 +60,12 @@ def _download(request: web.Request, manager: Manager) -> web.Response:
                        f"query 'profile': no profile {profile_id!r}; create it with "
                        f"PUT /api/setup/profiles/{profile_id} or leave it empty for the primary one")
     storage = f"{manager.public_url}/storage"
+    image = q.get("image") or manager.settings.delegate_image
+    if not image:
+        raise ApiError(400, "INVALID_REQUEST",
+                       "query 'image': none given and this manager has no delegate image "
+                       "(MANAGER_DELEGATE_IMAGE); push the image with `scripts/build-image --push "
+                       "REGISTRY/REPO:TAG` and pass image=REGISTRY/REPO:TAG")
     inputs = taskspec.SpecInputs(
         account_id=account_id,
         delegate_token=_token(manager, q.get("tokenName") or DEFAULT_TOKEN_NAME),
@@ -66,9 +74,11 @@ def _download(request: web.Request, manager: Manager) -> web.Response:
         profile_id=profile_id,
         hostname=q.get("hostname") or None,
         awsvpc=_flag(request, "awsvpc"),
-        image=q.get("image") or taskspec.DEFAULT_IMAGE,
+        image=image,
         region=q.get("region") or taskspec.DEFAULT_REGION,
         aws_account_id=q.get("awsAccountId") or None,
+        task_role_arn=q.get("taskRoleArn") or None,
+        execution_role_arn=q.get("executionRoleArn") or None,
         delegate_storage_url=storage if _flag(request, "storage") else None,
         watcher_storage_url=storage if _flag(request, "storage") else None,
     )
@@ -106,7 +116,18 @@ input[type=text]{{width:22em}}small{{color:#666}}footer{{margin-top:2em;color:#7
 <label>Hostname <input type='text' name='hostname' placeholder='Harness-ECS-Delegate'>
  <small>EC2 bridge mode only; empty means Harness-ECS-Delegate</small></label>
 <label>AWS region (for awslogs) <input type='text' name='region' value='us-east-1'></label>
-<label>AWS account id (for the execution role ARN, optional)
+<label>Image <input type='text' name='image' value='{image}' required
+ placeholder='123456789012.dkr.ecr.us-east-1.amazonaws.com/harness-delegate:1.0.0'>
+ <small>where this project's image was pushed (scripts/build-image --push); not Docker Hub's
+ harness/delegate, not latest</small></label>
+<label>Task role ARN <input type='text' name='taskRoleArn'
+ placeholder='arn:aws:iam::123456789012:role/HarnessDelegateTaskRole'>
+ <small>the delegate's AWS permissions (HarnessECS policy); on EC2 empty: the instance role</small>
+</label>
+<label>Execution role ARN <input type='text' name='executionRoleArn'
+ placeholder='arn:aws:iam::123456789012:role/ecsTaskExecutionRole'>
+ <small>pulls the image, writes logs, reads secrets; Fargate default ecsTaskExecutionRole</small></label>
+<label>AWS account id (for the default execution role ARN, optional)
  <input type='text' name='awsAccountId' pattern='[0-9]{{12}}'></label>
 <input type='hidden' name='accountId' value='{account}'>
 <button type='submit'>Download</button></form>
@@ -122,7 +143,8 @@ async def install_page(request: web.Request) -> web.Response:
     rows = manager.conn.execute("SELECT profile_id, name FROM profiles ORDER BY name").fetchall()
     options = "".join(f"<option value='{html.escape(r['profile_id'])}'>{html.escape(r['name'])}"
                       "</option>" for r in rows)
-    text = _FORM.format(profiles=options, account=html.escape(manager.account.account_id))
+    text = _FORM.format(profiles=options, account=html.escape(manager.account.account_id),
+                        image=html.escape(manager.settings.delegate_image or ""))
     return web.Response(text=text, content_type="text/html")
 
 

@@ -2,7 +2,9 @@
 `service-spec-for-awsvpc-mode.json` and `README.txt`, filled with one account's values.
 
 Same shape as the Harness download (family `harness-delegate-task-spec`, container `ecs-delegate`,
-image `harness/delegate:latest`, the task spec environment) in both of its modes:
+the task spec environment) in both of its modes, each with its own family (registering one must not
+turn the other's service into a different network mode). The image is this project's, from the
+registry it was pushed to (`protocol.images`: never Docker Hub's `harness/delegate`, never `latest`):
 
 - EC2 bridge (the default): `requiresCompatibilities: ["EC2"]`, the hostname the user chose
   (default `Harness-ECS-Delegate`, which the manager turns into `Harness-ECS-Delegate_<seq>`), and a
@@ -26,10 +28,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol.auth import InvalidDelegateToken, normalize_token
+from protocol.images import ImageError, check_image
 
 FAMILY = "harness-delegate-task-spec"
+FARGATE_FAMILY = "harness-delegate-task-spec-fargate"
 CONTAINER = "ecs-delegate"
-DEFAULT_IMAGE = "harness/delegate:latest"
 DEFAULT_HOSTNAME = "Harness-ECS-Delegate"
 DELEGATE_PORT = 8080
 ARCHIVE_NAME = "harness-delegate-ecs.tar.gz"
@@ -73,6 +76,8 @@ builds. 512 MiB is the hard limit (the smallest Fargate size for 0.25 vCPU) with
 reserved on EC2, so a t3.small can host several delegates. Raise `memory` (and for
 Fargate `cpu`, keeping a valid pair) if your delegate profile or shell tasks run heavy tools."""
 
+_NO_TASK_ROLE = ("not set: the delegate gets no AWS permissions; give it a role with the HarnessECS "
+                 "policy (install-ecs --task-role-arn ARN, or --create-roles)")
 _TOKEN_HELP = "the delegate token is 32 hex characters (Setup > Delegates > Tokens)"  # noqa: S105
 
 
@@ -87,14 +92,17 @@ class SpecInputs:
     account_id: str
     delegate_token: str = field(repr=False)
     manager_host_and_port: str
+    #: REGISTRY/REPO:TAG where this project's image was pushed (protocol.images.check_image)
+    image: str
     delegate_group_name: str | None = None
     profile_id: str | None = None
     hostname: str | None = None
     awsvpc: bool = False
-    image: str = DEFAULT_IMAGE
     region: str = DEFAULT_REGION
     aws_account_id: str | None = None
     execution_role_arn: str | None = None
+    #: the role the delegate's AWS calls run as (HarnessECS policy); none: the instance's role (EC2)
+    task_role_arn: str | None = None
     delegate_storage_url: str | None = None
     watcher_storage_url: str | None = None
     poll_for_tasks: bool = False
@@ -126,19 +134,22 @@ class SpecInputs:
             raise SpecError(f"region {self.region[:40]!r}: expected an AWS region such as us-east-1")
         if self.aws_account_id is not None and not re.match(r"^\d{12}$", self.aws_account_id):
             raise SpecError(f"AWS account id {self.aws_account_id[:40]!r}: expected 12 digits")
-        if self.execution_role_arn is not None and not re.match(
-                r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$", self.execution_role_arn):
-            raise SpecError(f"execution role ARN {self.execution_role_arn[:120]!r}: expected "
-                            "arn:aws:iam::<12 digits>:role/<name>")
-        if not self.image.strip() or any(c.isspace() for c in self.image):
-            raise SpecError(f"image {self.image[:120]!r}: expected a name such as {DEFAULT_IMAGE}")
+        for what, arn in (("execution role", self.execution_role_arn),
+                          ("task role", self.task_role_arn)):
+            if arn is not None and not re.match(r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$", arn):
+                raise SpecError(f"{what} ARN {arn[:120]!r}: expected "
+                                "arn:aws:iam::<12 digits>:role/<name>")
+        try:
+            image = check_image(self.image)
+        except ImageError as exc:
+            raise SpecError(str(exc)) from None
         s = self.sizing
         if self.awsvpc and s.task_memory_mib not in FARGATE_SIZES.get(s.task_cpu, ()):
             raise SpecError(f"size: {s.task_cpu} cpu units with {s.task_memory_mib} MiB is not a "
                             f"valid Fargate pair; valid: {_pairs()}")
         if not 128 <= s.container_reservation_mib <= s.task_memory_mib:
             raise SpecError("size: the memory reservation must be between 128 MiB and the task memory")
-        return _replace(self, delegate_token=token,
+        return _replace(self, delegate_token=token, image=image,
                         manager_host_and_port=self.manager_host_and_port.strip().rstrip("/"))
 
     @property
@@ -180,10 +191,15 @@ def environment(inputs: SpecInputs) -> list[dict[str, str]]:
     return [{"name": name, "value": value} for name, value in pairs if value]
 
 
+def family(awsvpc: bool) -> str:
+    return FARGATE_FAMILY if awsvpc else FAMILY
+
+
 def _health_check() -> dict[str, Any]:
-    # ECS ignores the image's HEALTHCHECK: the task definition must carry its own.
-    probe = ("import urllib.request as u; "
-             f"u.urlopen('http://127.0.0.1:{DELEGATE_PORT}/health', timeout=4)")
+    # ECS ignores the image's HEALTHCHECK: the task definition must carry its own. The port comes
+    # from DELEGATE_HEALTH_PORT when set (containers sharing the host's network need their own).
+    probe = ("import os, urllib.request as u; u.urlopen('http://127.0.0.1:' + "
+             f"os.environ.get('DELEGATE_HEALTH_PORT', '{DELEGATE_PORT}') + '/health', timeout=4)")
     return {"command": ["CMD", "python3", "-c", probe], "interval": 15, "timeout": 5,
             "retries": 3, "startPeriod": 30}
 
@@ -204,7 +220,9 @@ def task_spec(inputs: SpecInputs) -> dict[str, Any]:
         "healthCheck": _health_check(),
         "stopTimeout": 30,
     }
-    spec: dict[str, Any] = {"family": FAMILY}
+    spec: dict[str, Any] = {"family": family(inputs.awsvpc)}
+    if inputs.task_role_arn:
+        spec["taskRoleArn"] = inputs.task_role_arn
     if inputs.awsvpc:
         container["logConfiguration"] = {
             "logDriver": "awslogs",
@@ -217,6 +235,8 @@ def task_spec(inputs: SpecInputs) -> dict[str, Any]:
         container["hostname"] = inputs.hostname or DEFAULT_HOSTNAME
         container["memoryReservation"] = s.container_reservation_mib
         spec.update(networkMode="bridge", requiresCompatibilities=["EC2"])
+        if inputs.execution_role_arn:  # optional on EC2: for `secrets` and awslogs
+            spec["executionRoleArn"] = inputs.execution_role_arn
     spec.update(containerDefinitions=[container], cpu=str(s.task_cpu), memory=str(s.task_memory_mib))
     return spec
 
@@ -231,7 +251,7 @@ def service_spec(inputs: SpecInputs, *, cluster: str = "<cluster name>",
     return {
         "cluster": cluster,
         "serviceName": service_name,
-        "taskDefinition": FAMILY,
+        "taskDefinition": FARGATE_FAMILY,
         "desiredCount": desired_count,
         "launchType": "FARGATE",
         "networkConfiguration": {"awsvpcConfiguration": {
@@ -256,6 +276,7 @@ This spec is in AWS VPC mode, ready for Fargate (no hostname, FARGATE compatibil
     {"Replace " + AWS_ACCOUNT_PLACEHOLDER + " with your AWS account id, or" if not inputs.aws_account_id
      and not inputs.execution_role_arn else "Check that"} the role exists with the AWS-managed
     policy AmazonECSTaskExecutionRolePolicy (it pulls the image and writes the logs).
+  - taskRoleArn is {inputs.task_role_arn or _NO_TASK_ROLE}.
   - In {SERVICE_SPEC_FILE} fill in "cluster", your private subnets and a security group that
     allows outbound HTTPS to the manager (the delegate needs no inbound port), then:
 
@@ -273,6 +294,10 @@ role, see the install guide; 512 MiB per delegate is enough, no 8 GB host needed
 
 For Fargate, download the spec again with "Use AWS VPC Mode" ticked: it comes ready for Fargate.
 """
+    network = (" --subnets <subnet-id> --security-groups <security-group-id>" if inputs.awsvpc
+               else "")
+    one_liner = (f"harness-delegate install-ecs --spec {TASK_SPEC_FILE} --cluster <cluster> "
+                 f"--service-name <service>{network}")
     return f"""Harness ECS Delegate: task spec for account {inputs.account_id}
 =====================================================================
 
@@ -283,16 +308,18 @@ Image: {inputs.image}
 Manager: {inputs.manager_host_and_port}
 
 Files:
-  {TASK_SPEC_FILE}  the task definition (family {FAMILY}, container {CONTAINER})
+  {TASK_SPEC_FILE}  the task definition (family {family(inputs.awsvpc)}, container {CONTAINER})
   {SERVICE_SPEC_FILE}  a service definition for AWS VPC mode (Fargate)
   {README_FILE}  this file
 {fargate}
 One command instead (registers the task definition, creates or updates the service, waits until
-the delegate runs; safe to repeat):
+the delegate's tasks run; safe to repeat):
 
-    harness-delegate install-ecs --spec {TASK_SPEC_FILE} --cluster <cluster> --service-name <service>
+    {one_liner}
 
-The delegate appears Connected on the manager's Delegates page within a minute of its task running.
+With the manager's API key in HARNESS_API_KEY it also waits until the delegate shows Connected:
+
+    HARNESS_API_KEY=<API key> {one_liner} --wait-connected
 
 {TASK_SPEC_FILE} holds this account's delegate token: keep the file as private as a password.
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import urllib.request
 import uuid
@@ -21,10 +20,8 @@ import pytest
 
 from delegate import __version__
 from protocol import taskspec
+from tests.image.conftest import IMAGE, run_options
 from tests.support import REPO, Manager, free_port, http_get, wait_until
-
-IMAGE = "harness/delegate"
-BUILD = REPO / "scripts" / "build-image"
 
 skip_images = pytest.mark.skipif(os.environ.get("SKIP_IMAGE_TESTS") == "1",
                                  reason="SKIP_IMAGE_TESTS=1 was set explicitly")
@@ -42,24 +39,6 @@ def test_runtime_lock_matches_the_pins() -> None:
     result = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "scripts/runtime-lock",
                              "--check"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-
-
-@pytest.fixture(scope="module")
-def podman() -> list[str]:
-    """Build the image (cached layers make a second build quick) and return the podman command."""
-    env = {**os.environ, "FORCE_BUILDAH": "1"}
-    result = subprocess.run([str(BUILD)], cwd=REPO, env=env, capture_output=True, text=True,
-                            timeout=420)
-    assert result.returncode == 0, f"scripts/build-image failed:\n{result.stderr[-4000:]}"
-    out = subprocess.run([str(BUILD), "--print-podman"], cwd=REPO, capture_output=True, text=True,
-                         check=True, timeout=30).stdout
-    return shlex.split(out)
-
-
-def run_options() -> list[str]:
-    out = subprocess.run([str(BUILD), "--print-run"], cwd=REPO, capture_output=True, text=True,
-                         check=True, timeout=30).stdout
-    return shlex.split(out)
 
 
 def sh(cmd: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -104,7 +83,8 @@ def test_container_registers_is_healthy_and_unregisters_on_sigterm(
         podman: list[str], container_name: str, manager: Manager) -> None:
     # The environment comes from the manager's ECS task spec download, as on ECS.
     req = urllib.request.Request(
-        f"{manager.url}/api/setup/delegates/ecs-task-spec?delegateGroupName=image-test",
+        f"{manager.url}/api/setup/delegates/ecs-task-spec?delegateGroupName=image-test"
+        f"&image=localhost/{IMAGE}:{__version__}",
         headers={"Authorization": f"Bearer {manager.env['DEVSTACK_API_KEY']}"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         spec = taskspec.load_spec(resp.read(), "download")

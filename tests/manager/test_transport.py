@@ -62,12 +62,15 @@ async def test_the_manager_speaks_only_tls_and_only_with_a_trusted_certificate(
 
 async def test_download_uses_the_public_url_not_the_host_header(
         start_server: ServerFactory, session: aiohttp.ClientSession) -> None:
-    server = await start_server(public_url="https://harness.example.com/")
+    image = "registry.example.com/harness-delegate:1.0.0"  # the manager's configured default
+    server = await start_server(public_url="https://harness.example.com/", delegate_image=image)
     headers = {"Authorization": f"Bearer {server.account.api_key}", "Host": "evil.example"}
     async with session.get(f"{server.url}/api/setup/delegates/ecs-task-spec?delegateGroupName=g"
                            "&storage=true", headers=headers) as resp:
         assert resp.status == 200
-        env = taskspec.env_of(taskspec.load_spec(await resp.read(), "download"))
+        spec = taskspec.load_spec(await resp.read(), "download")
+    env = taskspec.env_of(spec)
+    assert spec["containerDefinitions"][0]["image"] == image
     assert env["MANAGER_HOST_AND_PORT"] == "https://harness.example.com"
     assert env["DELEGATE_STORAGE_URL"] == "https://harness.example.com/storage"
     assert "evil" not in str(env)

@@ -6,6 +6,7 @@ the installer is exercised as a user runs it, as a separate program pointed at A
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -41,11 +42,12 @@ class Aws:
                             aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
-@pytest.fixture(scope="module")
-def aws() -> Iterator[Aws]:
+@contextlib.contextmanager
+def local_aws(*extra_args: str) -> Iterator[Aws]:
+    """`python -m devstack aws` as a process (extra options: e.g. --run-containers)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "devstack", "aws", "--port", "0", "--task-start-s", "0.2",
-         "--steady-after-s", "0.3"],
+         "--steady-after-s", "0.3", *extra_args],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()),  # type: ignore[union-attr]
@@ -57,7 +59,13 @@ def aws() -> Iterator[Aws]:
         yield Aws(lines[0][len(READY):].strip())
     finally:
         proc.terminate()
-        proc.wait(15)
+        proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[Aws]:
+    with local_aws() as started:
+        yield started
 
 
 @dataclass
@@ -70,6 +78,10 @@ class Cluster:
 @pytest.fixture
 def cluster(aws: Aws) -> Cluster:
     """A fresh ECS cluster with a VPC, a subnet and a security group."""
+    return make_cluster(aws)
+
+
+def make_cluster(aws: Aws) -> Cluster:
     name = f"c{uuid.uuid4().hex[:10]}"
     aws.client("ecs").create_cluster(clusterName=name)
     ec2 = aws.client("ec2")

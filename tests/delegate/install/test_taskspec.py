@@ -17,12 +17,13 @@ from protocol import taskspec
 from protocol.taskspec import SpecError, SpecInputs
 
 TOKEN = "0123456789abcdef0123456789abcdef"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/harness-delegate:1.0.0"
 
 
 def inputs(**changes: Any) -> SpecInputs:
     base: dict[str, Any] = {"account_id": "acct1", "delegate_token": TOKEN,
                             "manager_host_and_port": "https://manager.example.com:443/",
-                            "delegate_group_name": "ecs-group"}
+                            "delegate_group_name": "ecs-group", "image": IMAGE}
     base.update(changes)
     return SpecInputs(**base)
 
@@ -44,7 +45,7 @@ def test_bridge_mode_is_the_harness_shape_sized_for_this_delegate() -> None:
     (c,) = spec["containerDefinitions"]
     assert spec["family"] == "harness-delegate-task-spec"
     assert spec["requiresCompatibilities"] == ["EC2"]
-    assert c["name"] == "ecs-delegate" and c["image"] == "harness/delegate:latest"
+    assert c["name"] == "ecs-delegate" and c["image"] == IMAGE
     assert c["hostname"] == "Harness-ECS-Delegate"
     assert c["portMappings"][0]["containerPort"] == 8080
     assert int(spec["memory"]) <= 1024 and c["memoryReservation"] <= int(spec["memory"])
@@ -56,6 +57,7 @@ def test_awsvpc_mode_is_ready_for_fargate() -> None:
     validate("RegisterTaskDefinition", spec)
     (c,) = spec["containerDefinitions"]
     assert spec["networkMode"] == "awsvpc" and spec["requiresCompatibilities"] == ["FARGATE"]
+    assert spec["family"] == "harness-delegate-task-spec-fargate"  # never the bridge one's
     assert "hostname" not in c
     assert spec["executionRoleArn"] == "arn:aws:iam::123456789012:role/ecsTaskExecutionRole"
     assert int(spec["memory"]) in taskspec.FARGATE_SIZES[int(spec["cpu"])]
@@ -141,5 +143,28 @@ def test_an_unchanged_spec_is_recognised_in_what_aws_echoes_back() -> None:
     container.update(mountPoints=[], volumesFrom=[], systemControls=[])
     container["logConfiguration"]["secretOptions"] = []
     assert same_task_definition(echoed, spec)
-    container["image"] = "harness/delegate:2.0.0"
+    container["image"] = IMAGE.replace("1.0.0", "2.0.0")
     assert not same_task_definition(echoed, spec)
+
+
+@pytest.mark.parametrize("image", ["harness/delegate", "harness/delegate:latest",
+                                   "docker.io/harness/delegate:1.0.0", "my-delegate:1.0.0",
+                                   "registry.example.com/harness-delegate",
+                                   "registry.example.com/harness-delegate:latest"])
+def test_docker_hubs_delegate_and_latest_are_refused_with_what_to_pass(image: str) -> None:
+    with pytest.raises(SpecError) as refused:
+        taskspec.task_spec(inputs(image=image))
+    message = str(refused.value)
+    assert repr(image) in message and "scripts/build-image --push REGISTRY/REPO:TAG" in message
+
+
+def test_roles_go_into_the_spec_in_both_modes() -> None:
+    task_role = "arn:aws:iam::123456789012:role/HarnessDelegateTaskRole"
+    execution = "arn:aws:iam::123456789012:role/ecsTaskExecutionRole"
+    for awsvpc in (False, True):
+        spec = taskspec.task_spec(inputs(awsvpc=awsvpc, task_role_arn=task_role,
+                                         execution_role_arn=execution))
+        validate("RegisterTaskDefinition", spec)
+        assert spec["taskRoleArn"] == task_role and spec["executionRoleArn"] == execution
+    with pytest.raises(SpecError, match="task role ARN"):
+        taskspec.task_spec(inputs(task_role_arn="HarnessDelegateTaskRole"))
