@@ -2,6 +2,8 @@
 # The Harness ECS delegate (Python): the watcher as PID 1's exec-form entrypoint, which starts and
 # supervises the delegate. Build with scripts/build-image (Docker, or buildah where no engine runs).
 # Pinned by digest: a rebuild runs on the same base until someone moves the pin on purpose.
+# The run-time dependencies are pinned with their hashes (scripts/runtime-lock) and installed
+# with --require-hashes: a changed wheel fails the build.
 # scripts/build-image passes its own base (made locally where no registry is reachable), also by digest.
 ARG BASE_IMAGE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
 
@@ -16,7 +18,7 @@ WORKDIR /src
 RUN python3 -m venv /opt/venv
 COPY requirements-runtime.lock ./
 RUN /opt/venv/bin/pip install ${PIP_CERT:+--cert "$PIP_CERT"} \
-        --only-binary=:all: --no-deps -r requirements-runtime.lock
+        --only-binary=:all: --no-deps --require-hashes -r requirements-runtime.lock
 COPY pyproject.toml README.md ./
 COPY delegate ./delegate
 COPY watcher ./watcher

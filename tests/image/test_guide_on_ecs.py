@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -178,3 +179,33 @@ def test_a_task_whose_image_was_never_pushed_fails_to_pull(pushed: str, ecs: Aws
     assert task["stopCode"] == "TaskFailedToStart"
     assert "CannotPullContainerError" in task["stoppedReason"] and missing in task["stoppedReason"]
 
+
+
+@pytest.mark.timeout(240)
+def test_install_ecs_waits_until_the_delegate_is_connected(
+        pushed: str, ecs: Aws, manager: Manager, tmp_path: Path) -> None:
+    cluster = make_cluster(ecs)
+    query = f"delegateGroupName=install-ecs&image={pushed}"
+    req = urllib.request.Request(f"{manager.url}/api/setup/delegates/ecs-task-spec?{query}",
+                                 headers={"Authorization": f"Bearer {manager.env['DEVSTACK_API_KEY']}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        (tmp_path / taskspec.ARCHIVE_NAME).write_bytes(resp.read())
+
+    def install(api_key: str, service: str, count: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "delegate", "install-ecs", "--spec",
+             str(tmp_path / taskspec.ARCHIVE_NAME), "--cluster", cluster.name, "--service-name",
+             service, "--desired-count", str(count), "--wait-connected", "--wait-timeout-s", "120"],
+            cwd=tmp_path, env=ecs.env(tmp_path, HARNESS_API_KEY=api_key), capture_output=True,
+            text=True, timeout=200)
+
+    refused = install("0" * 32, "wrong-key", 0)  # the fault: the manager refuses the key
+    assert refused.returncode == 1 and "refused the API key" in refused.stderr, refused.stderr
+    assert manager.delegate(groupName="install-ecs") is None
+    done = install(manager.env["DEVSTACK_API_KEY"], "connected", 1)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Connected on the manager: Harness-ECS-Delegate_" in done.stdout
+    assert manager.delegate(groupName="install-ecs", status="CONNECTED") is not None
+    assert manager.env["DEVSTACK_API_KEY"] not in done.stdout + done.stderr
+    for service in ("wrong-key", "connected"):
+        ecs.client("ecs").delete_service(cluster=cluster.name, service=service, force=True)
