@@ -86,8 +86,8 @@ def cli(program: Path, aws: Aws, cwd: Path, *args: str) -> Any:
 
 
 def shown(manager: Manager, group: str) -> bool:
-    """The group's delegate is listed on the manager's Delegates page."""
-    with urllib.request.urlopen(f"{manager.url}/ui/delegates", timeout=10) as resp:
+    """The group's delegate is listed on the manager's Delegates page (logged in)."""
+    with manager.login().open(f"{manager.url}/ui/delegates", timeout=10) as resp:
         page = resp.read().decode()
     return group in page and "CONNECTED" in page
 
