@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -86,10 +87,11 @@ def cli(program: Path, aws: Aws, cwd: Path, *args: str) -> Any:
 
 
 def shown(manager: Manager, group: str) -> bool:
-    """The group's delegate is listed on the manager's Delegates page (logged in)."""
+    """The group shows a Connected delegate on the manager's Delegates page (logged in)."""
     with manager.login().open(f"{manager.url}/ui/delegates", timeout=10) as resp:
         page = resp.read().decode()
-    return group in page and "CONNECTED" in page
+    counts = re.search(re.escape(group) + r" \((\d+)/\d+ connected\)", page)
+    return counts is not None and int(counts.group(1)) >= 1
 
 
 @pytest.mark.timeout(300)
