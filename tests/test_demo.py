@@ -26,6 +26,7 @@ def test_demo_passes_end_to_end_and_keeps_its_directory_when_asked() -> None:
         assert "manager at https://127.0.0.1:" in done.stdout  # the real manager, over TLS
         assert "/ui/delegates shows Harness-ECS-Delegate_0 Connected" in done.stdout  # logged in
         assert "demo passed" in done.stdout
+        assert "DELEGATE_RESOURCE_THRESHOLD=100" in done.stdout, "the demo says why it differs from the spec"
         assert kept is not None, done.stdout[-2000:]
         base = Path(kept.group(1))
         assert '"manager.registered"' in (base / "delegate.log").read_text()

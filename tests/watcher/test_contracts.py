@@ -197,3 +197,18 @@ def test_the_retry_policy_is_capped_jittered_and_gives_up() -> None:
     assert all(policy.delay(n) <= 30.0 for n in range(1, 2000))  # never past the cap
     assert not policy.exhausted(5) and policy.exhausted(6)
     assert all(7 <= jittered(10, 3) <= 13 for _ in range(100)) and jittered(1, 5) >= 0
+
+
+def test_proxy_settings_are_the_delegates_and_bad_ones_are_named_without_secrets() -> None:
+    s = settings.load({"PROXY_HOST": "proxy.corp", "PROXY_PORT": "3128", "PROXY_USER": "me@corp",
+                       "PROXY_PASSWORD": "pa%40ss", "NO_PROXY": "10.0.0.0/8,.corp"})
+    assert s.proxy.for_url("https://storage.example.com/x") == "http://me%40corp:pa%40ss@proxy.corp:3128"
+    assert s.proxy.for_url("https://10.1.2.3/x") is None and s.proxy.for_url("https://s.corp/x") is None
+    assert "pa%40ss" not in repr(s)
+    assert settings.load({"https_proxy": "http://p:1"}).proxy.for_url("https://x/") == "http://p:1"
+    with pytest.raises(settings.ConfigError) as info:
+        settings.load({"PROXY_HOST": "p", "PROXY_PORT": "99999", "PROXY_SCHEME": "socks5",
+                       "PROXY_USER": "u", "PROXY_PASSWORD": "Secr3tValue"})
+    text = str(info.value)
+    assert "PROXY_PORT: got '99999'" in text and "PROXY_SCHEME: got 'socks5'" in text
+    assert "Secr3tValue" not in text
