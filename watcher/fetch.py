@@ -7,7 +7,8 @@
   (`asyncio.wait_for`), and the worker thread gives up at its next chunk and removes its partial file.
 - Reads go through the configured proxy (PROXY_* or HTTPS_PROXY, `Proxy`) unless NO_PROXY matches the
   URL (`protocol.noproxy`, the matcher the delegate uses: `*`, suffixes, host:port, CIDR). Only that
-  decision counts: urllib's own reading of the environment's proxy variables is switched off. The
+  decision counts: urllib never picks a proxy from the environment itself (its own NO_PROXY check,
+  which it still makes, understands a subset of these forms, so it can only agree). The
   proxy URL can carry credentials: it never reaches a log line or an error.
 - urllib is loaded on first use, so an idle watcher does not carry the HTTP and TLS modules.
 """
