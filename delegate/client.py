@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
-from pydantic import BaseModel, ValidationError
 
 from delegate import __version__, guards, log
 from delegate.config import Settings
@@ -34,8 +33,6 @@ from delegate.errors import (
 from delegate.identity import Identity
 from protocol import wire
 from protocol.auth import TokenProvider
-
-M = TypeVar("M", bound=BaseModel)
 
 USER_AGENT = f"delegate/{__version__}"
 
@@ -164,24 +161,12 @@ class ManagerClient:
                 f"{now - self._auth_failing_since:.0f} s (DELEGATE_AUTH_FAILURE_LIMIT_S="
                 f"{self._settings.delegate_auth_failure_limit_s:g}); check DELEGATE_TOKEN")
 
-    @staticmethod
-    def _resource(endpoint: str, envelope: dict[str, Any], model: type[M]) -> M:
-        resource = envelope.get("resource")
-        try:
-            return model.model_validate(resource)
-        except ValidationError as exc:
-            first = exc.errors(include_input=False, include_url=False)[0]
-            where = ".".join(str(p) for p in first.get("loc", ())) or "resource"
-            raise ProtocolViolation(
-                f"{endpoint}: answer does not fit {model.__name__}: {where}: {first.get('msg')}"
-            ) from None
-
     # --- registration --------------------------------------------------------------------------
 
     async def register(self, params: wire.DelegateParams) -> wire.DelegateRegisterResponse:
         env = await self._call("POST", "delegates/register", delegate_id=params.delegate_id,
                                body=params.dump())
-        answer = self._resource("register", env, wire.DelegateRegisterResponse)
+        answer = guards.resource("register", env, wire.DelegateRegisterResponse)
         if answer.delegate_connection_id:
             # the credential for every later call of this delegate (a header, never a URL)
             log.register_secret(answer.delegate_connection_id)
@@ -195,14 +180,14 @@ class ManagerClient:
     async def heartbeat(self, params: wire.DelegateParams) -> wire.DelegateHeartbeatResponse:
         env = await self._call("POST", "delegates/heartbeat-with-polling",
                                delegate_id=params.delegate_id, body=params.dump())
-        return self._resource("heartbeat-with-polling", env, wire.DelegateHeartbeatResponse)
+        return guards.resource("heartbeat-with-polling", env, wire.DelegateHeartbeatResponse)
 
     # --- tasks ---------------------------------------------------------------------------------
 
     async def task_events(self, delegate_id: str) -> wire.TaskEventsResponse:
         env = await self._call("GET", f"delegates/{guards.delegate_part(delegate_id)}/task-events",
                                delegate_id=delegate_id)
-        return self._resource("task-events", env, wire.TaskEventsResponse)
+        return guards.resource("task-events", env, wire.TaskEventsResponse)
 
     async def acquire(self, who: Identity, task_id: str) -> wire.DelegateTaskPackage:
         env = await self._call(
@@ -211,7 +196,7 @@ class ManagerClient:
             delegate_id=who.delegate_id,
             query={"delegateInstanceId": who.instance_id},
         )
-        return self._resource("acquire", env, wire.DelegateTaskPackage)
+        return guards.resource("acquire", env, wire.DelegateTaskPackage)
 
     async def report(
         self, delegate_id: str, task_id: str, report: wire.CapabilityReport
@@ -221,7 +206,7 @@ class ManagerClient:
             delegate_id=delegate_id,
             body=report.dump(),
         )
-        return self._resource("report", env, wire.DelegateTaskPackage)
+        return guards.resource("report", env, wire.DelegateTaskPackage)
 
     async def send_logs(self, delegate_id: str, task_id: str, batch: wire.LogBatch) -> None:
         await self._call(
@@ -255,7 +240,7 @@ class ManagerClient:
         )
         if env.get("resource") is None:
             return None
-        return self._resource("profile", env, wire.DelegateProfileParams)
+        return guards.resource("profile", env, wire.DelegateProfileParams)
 
     async def profile_result(self, delegate_id: str, result: wire.ProfileResult) -> None:
         await self._call(

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import re
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
+from pydantic import BaseModel, ValidationError
 
 from delegate.errors import ManagerUnavailable, ProtocolViolation
 from protocol import wire
+
+M = TypeVar("M", bound=BaseModel)
 
 _ID = re.compile(wire.ID_PATTERN)
 
@@ -49,6 +52,18 @@ def decode_envelope(endpoint: str, status: int, body: bytes) -> dict[str, Any] |
     if not isinstance(value, dict) or ("resource" not in value and status < 400):
         raise ProtocolViolation(f"{endpoint}: answer is not an envelope with 'resource'")
     return value
+
+def resource(endpoint: str, envelope: dict[str, Any], model: type[M]) -> M:
+    """The envelope's `resource` as `model`, or a ProtocolViolation naming the endpoint and field."""
+    try:
+        return model.model_validate(envelope.get("resource"))
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "resource"
+        raise ProtocolViolation(
+            f"{endpoint}: answer does not fit {model.__name__}: {where}: {first.get('msg')}"
+        ) from None
+
 
 def error_code(envelope: dict[str, Any] | None) -> str:
     """The error code of an error answer, cut to 64 characters (it ends up in log lines)."""

@@ -16,8 +16,14 @@ from typing import Any
 
 import aiohttp
 
+from delegate import log, retry
+from delegate.client import ManagerClient
+from delegate.errors import DelegateError
+from delegate.identity import Identity
 from delegate.proxy import ProxyRules
 from protocol import wire
+
+_log = log.get("delegate.tasks.capabilities")
 
 Check = Callable[[dict[str, Any], ProxyRules], Awaitable[tuple[bool, str]]]
 _checks: dict[str, Check] = {}
@@ -73,3 +79,22 @@ async def run_checks(capabilities: list[wire.Capability],
         return wire.CapabilityResult(capability_type=cap.capability_type, ok=ok, message=message)
 
     return list(await asyncio.gather(*(one(c) for c in capabilities)))
+
+
+async def assign_after_checks(
+    client: ManagerClient, who: Identity, task_id: str, package: wire.DelegateTaskPackage,
+    proxy: ProxyRules,
+) -> wire.DelegateTaskPackage | None:
+    """Run the task's capability checks and report them; the manager answers with the package,
+    assigned to this process or not (None: it could not be asked, or refused)."""
+    results = await run_checks(package.capabilities, proxy)
+    passed = all(r.ok for r in results)
+    _log.info("task.capabilities_checked", passed=passed,
+              results=[f"{r.capability_type}: {r.message}" for r in results])
+    report = wire.CapabilityReport(delegate_instance_id=who.instance_id, results=results)
+    try:
+        return await retry.call(
+            "task.report", lambda: client.report(who.delegate_id, task_id, report), retry.QUICK)
+    except DelegateError as exc:
+        _log.info("task.not_assigned_after_checks", error=str(exc))
+        return None

@@ -24,16 +24,16 @@ from delegate.errors import (
     DelegateError,
     ManagerRejected,
     ProtocolViolation,
-    TaskError,
 )
 from delegate.identity import Identity, Registration
 from delegate.metrics import AWS_CALLS, Metrics
 from delegate.tasks import registry
-from delegate.tasks.capabilities import run_checks
+from delegate.tasks.capabilities import assign_after_checks
 from delegate.tasks.claims import Claims
+from delegate.tasks.handle import run_handler
 from delegate.tasks.logship import LogBudget, LogShipper
-from delegate.tasks.package import decode, mismatch
-from delegate.tasks.registry import TaskContext, TaskOutcome
+from delegate.tasks.package import mismatch
+from delegate.tasks.registry import TaskOutcome
 from delegate.tasks.resources import ResourceGuard
 from delegate.tasks.spool import ResultSender
 from protocol import wire
@@ -210,7 +210,8 @@ class TaskRunner:
             _log.warning("task.acquire_failed", error=str(exc))
             return None
         if package.delegate_instance_id is None and package.capabilities:
-            validated = await self._validate(who, task_id, package)
+            validated = await assign_after_checks(self._client, who, task_id, package,
+                                                  self._s.proxy_rules())
             if validated is None:
                 return None
             package = validated
@@ -225,22 +226,6 @@ class TaskRunner:
             return None
         return package
 
-    async def _validate(
-        self, who: Identity, task_id: str, package: wire.DelegateTaskPackage
-    ) -> wire.DelegateTaskPackage | None:
-        results = await run_checks(package.capabilities, self._s.proxy_rules())
-        passed = all(r.ok for r in results)
-        _log.info("task.capabilities_checked", passed=passed,
-                  results=[f"{r.capability_type}: {r.message}" for r in results])
-        report = wire.CapabilityReport(delegate_instance_id=self._instance_id, results=results)
-        try:
-            return await retry.call(
-                "task.report", lambda: self._client.report(who.delegate_id, task_id, report),
-                retry.QUICK)
-        except DelegateError as exc:
-            _log.info("task.not_assigned_after_checks", error=str(exc))
-            return None
-
     async def _execute(self, who: Identity, package: wire.DelegateTaskPackage) -> None:
         task_id = package.delegate_task_id
         shipper = LogShipper(self._client, who.delegate_id, task_id, self._log_budget)
@@ -249,7 +234,8 @@ class TaskRunner:
         outcome: TaskOutcome
         code = wire.ResponseCode.OK
         try:
-            outcome, code = await self._run_handler(package, shipper, timeout_s)
+            outcome, code = await run_handler(package, shipper, timeout_s, self.grace_s,
+                                              self._s.delegate_work_dir, self._s.proxy_rules())
         except asyncio.CancelledError:
             if task_id in self._aborted:
                 shipper.warn("task aborted by the manager")
@@ -271,37 +257,6 @@ class TaskRunner:
                                 code: wire.ResponseCode) -> None:
         unsent = await shipper.close()
         await self._finish(task_id, outcome, code, unsent)
-
-    async def _run_handler(
-        self, package: wire.DelegateTaskPackage, shipper: LogShipper, timeout_s: float
-    ) -> tuple[TaskOutcome, wire.ResponseCode]:
-        try:
-            kind, data = decode(package)
-        except TaskError as exc:
-            shipper.error(str(exc))
-            return TaskOutcome(wire.TaskStatus.ERRORED, {}, str(exc)), wire.ResponseCode.FAILED
-        ctx = TaskContext(task_id=package.delegate_task_id, account_id=package.account_id,
-                          timeout_s=timeout_s, log=shipper, work_dir=self._s.delegate_work_dir,
-                          proxy=self._s.proxy_rules())
-        try:
-            async with asyncio.timeout(timeout_s + self.grace_s):
-                outcome = await kind.handler(ctx, data)
-        except TimeoutError:
-            message = f"task exceeded its timeout of {timeout_s:.0f}s and was cancelled"
-            shipper.error(message)
-            return TaskOutcome(wire.TaskStatus.EXPIRED, {}, message), wire.ResponseCode.FAILED
-        except TaskError as exc:
-            shipper.error(str(exc))
-            return TaskOutcome(wire.TaskStatus.ERRORED, {}, str(exc)), wire.ResponseCode.FAILED
-        except DelegateError as exc:
-            shipper.error(str(exc))
-            return TaskOutcome(wire.TaskStatus.FAILED, {}, str(exc)), wire.ResponseCode.OK
-        except Exception as exc:  # noqa: BLE001 - a handler bug fails its task only
-            _log.exception("task.handler_crashed", task_type=package.task_type)
-            message = f"internal error in {package.task_type}: {type(exc).__name__}: {exc}"
-            shipper.error(message)
-            return TaskOutcome(wire.TaskStatus.FAILED, {}, message), wire.ResponseCode.OK
-        return outcome, wire.ResponseCode.OK
 
     async def _finish(self, task_id: str, outcome: TaskOutcome, code: wire.ResponseCode,
                       log_lines: list[wire.LogLine] | None = None) -> None:

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from delegate import guards
-from delegate.client import ManagerClient
 from delegate.errors import ProtocolViolation, TaskError
 from delegate.tasks import registry
 from delegate.tasks.package import decode
@@ -64,7 +63,7 @@ def test_envelope_decoder_raises_protocol_violation_or_decodes(status: int, body
         return
     if envelope is not None and status < 300:
         try:
-            ManagerClient._resource("acquire", envelope, wire.DelegateTaskPackage)
+            guards.resource("acquire", envelope, wire.DelegateTaskPackage)
         except ProtocolViolation as exc:
             assert "acquire" in str(exc)
 
