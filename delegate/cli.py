@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from delegate import __version__, config, files, log, secrecy
+from delegate import __version__, config, config_messages, files, log, secrecy
 from delegate.errors import ConfigError, TaskError
 from delegate.identity import Registration
 
@@ -40,7 +40,7 @@ def environment_help() -> str:
     """The variables the delegate reads, from the settings object itself (so it cannot drift)."""
     lines = ["environment (the ECS task spec's variables; names are case-insensitive):"]
     for name, field in config.Settings.model_fields.items():
-        env = config.env_name(name)
+        env = config_messages.env_name(name)
         if field.is_required():
             what = "required"
         elif field.default_factory is not None:

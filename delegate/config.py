@@ -8,10 +8,8 @@ expects, and never repeats a secret's value.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import os
-import re
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,10 +26,10 @@ from pydantic_settings import (
 )
 
 from delegate import proxy
+from delegate.config_messages import NO_TOKEN, describe, env_name, unused_and_unknown
 from delegate.errors import ConfigError
 from protocol.auth import InvalidDelegateToken, normalize_token
 
-_NO_TOKEN = "DELEGATE_TOKEN (or ACCOUNT_SECRET) is required: 32 hex characters"  # noqa: S105
 #: exit code for "bad configuration: do not restart me until someone changes the environment"
 EXIT_CONFIG = 3
 
@@ -188,7 +186,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _need_a_token(self) -> Settings:
         if self.account_secret is None and self.delegate_token is None:
-            raise ValueError(_NO_TOKEN)
+            raise ValueError(NO_TOKEN)
         return self
 
     # --- derived -------------------------------------------------------------------------------
@@ -239,10 +237,6 @@ class Settings(BaseSettings):
         return self.delegate_work_dir / "delegate_sequence_config"
 
 
-#: fields whose values never appear in a message, not even when they are wrong
-_SECRET_FIELDS = {"delegate_token", "account_secret", "proxy_password", "https_proxy"}
-
-
 class _GivenEnvironment(EnvSettingsSource):
     """pydantic-settings' environment source, over the mapping `load()` was given rather than
     `os.environ` (so tests pass their own), with the library's own name matching and parsing."""
@@ -255,40 +249,9 @@ class _GivenEnvironment(EnvSettingsSource):
         return {key.lower(): value for key, value in self._given.items()}
 
 
-def env_name(field: str) -> str:
-    if field == "hostname":
-        return "DELEGATE_HOSTNAME"
-    return field.upper()
-
-
-#: variables of the real ECS task spec (or the real delegate's images) that this delegate does not
-#: use: listed once at start, so that nobody wonders why setting one changes nothing. The NextGen
-#: scope variables are among them: scopes are not supported yet (docs/protocol.md).
-UNUSED_REAL_VARIABLES = (
-    "USE_CDN", "CDN_URL", "JRE_VERSION", "USE_STORAGE_PROXY", "HELM_DESIRED_VERSION", "HELM_PATH",
-    "HELM3_PATH", "KUSTOMIZE_PATH", "KUBECTL_PATH", "OC_PATH", "GO_TEMPLATE_PATH", "SCM_VERSION",
-    "INSTALL_CLIENT_TOOLS_IN_BACKGROUND", "CLIENT_TOOLS_DOWNLOAD_DISABLED",
-    "LOG_STREAMING_SERVICE_URL", "VERSION_CHECK_DISABLED", "REMOTE_WATCHER_URL_CDN",
-    "GRPC_SERVICE_ENABLED", "GRPC_SERVICE_CONNECTOR_PORT", "MANAGER_TARGET", "MANAGER_AUTHORITY",
-    "PROXY_MANAGER", "JAVA_OPTS", "DYNAMIC_REQUEST_HANDLING", "UPDATE_PERPETUAL_TASK", "NEXT_GEN",
-    "DELEGATE_ORG_IDENTIFIER", "DELEGATE_PROJECT_IDENTIFIER",
-)
-#: prefixes of this delegate's own variables: an unknown name with one is probably misspelt
-_OWN_PREFIXES = ("DELEGATE_", "POLL_", "ACCOUNT_", "MANAGER_", "PROXY_")
-
-
 def environment_report(environ: Mapping[str, str]) -> tuple[list[str], list[tuple[str, str]]]:
     """(unused variables of the real spec that are set, [(unknown name, closest known name)])."""
-    known = {env_name(f) for f in Settings.model_fields} | {"HOSTNAME", "DEPLOY_MODE"}
-    ignored = sorted(n for n in environ if n in UNUSED_REAL_VARIABLES)
-    unknown = []
-    for name in sorted(environ):
-        upper = name.upper()
-        if upper in known or upper in UNUSED_REAL_VARIABLES or not upper.startswith(_OWN_PREFIXES):
-            continue
-        guess = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.75)
-        unknown.append((name, guess[0] if guess else ""))
-    return ignored, unknown
+    return unused_and_unknown(environ, {env_name(f) for f in Settings.model_fields})
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
@@ -308,30 +271,3 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
 
 def _token_given(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
-
-
-def describe(exc: ValidationError, *, missing_token: bool = False) -> str:
-    """One message naming every bad variable, the form it expects and, unless it is a secret,
-    the value it was given. A missing token is named even when other fields failed first (its
-    rule is model-level, which pydantic runs only once every field is valid)."""
-    problems: list[str] = []
-    for error in exc.errors(include_url=False):
-        loc = [str(part) for part in error.get("loc", ())]
-        field = loc[0] if loc else ""
-        msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-        if error.get("type") == "missing":
-            msg = "is required but not set"
-        elif error.get("type") == "bool_parsing":
-            msg = "expected true or false"
-        quotable = field and field not in _SECRET_FIELDS and isinstance(error.get("input"), str)
-        if error.get("type") != "missing" and quotable:
-            shown = re.sub(r"(://)[^/@\s]*@", r"\1***@", str(error["input"]))  # no credentials
-            msg = f"{msg} (got {shown[:60]!r})"
-        if not field:  # model-level rule
-            if msg not in problems:
-                problems.append(msg)
-            continue
-        problems.append(f"{env_name(field)}: {msg}")
-    if missing_token and _NO_TOKEN not in problems:
-        problems.append(_NO_TOKEN)
-    return "invalid delegate configuration: " + "; ".join(problems)
