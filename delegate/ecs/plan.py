@@ -46,17 +46,6 @@ def _cut(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [*changes[:MAX_CHANGES], {"path": "...", "from": None, "to": f"{len(changes) - MAX_CHANGES} more"}]
 
 
-async def latest_revision(aws: Aws, family: str) -> dict[str, Any] | None:
-    try:
-        answer = await aws.call("ecs", "describe_task_definition", taskDefinition=family, include=["TAGS"])
-    except AwsPermanentError as exc:
-        if exc.code not in ("ClientException", "InvalidParameterException"):
-            raise
-        return None
-    found = {**answer["taskDefinition"], "tags": answer.get("tags") or []}  # the tags: who registered it
-    return found if found.get("status", "ACTIVE") == "ACTIVE" else None
-
-
 async def existing(aws: Aws, arn: str, log: TaskLog) -> dict[str, Any]:
     """The task definition behind `arn`, which must be ACTIVE; it is deployed without registering."""
     try:
@@ -144,7 +133,7 @@ async def prepare(aws: Aws, manifest: Any, svc: dict[str, Any], current: dict[st
         describe_plan(change, log)
         return arn, False, change
     td = manifests.task_definition(manifest)
-    latest = await latest_revision(aws, td["family"])
+    latest = await services.latest_revision(aws, td["family"])
     change = plan(td, latest, None, svc, current, desired)
     describe_plan(change, log)
     if dry_run:

@@ -26,14 +26,16 @@ TASK_TAG = "harness-delegate-task"  # on a task definition revision: the task th
 
 
 
-async def _latest(aws: Aws, family: str) -> dict[str, Any] | None:
+async def latest_revision(aws: Aws, family: str) -> dict[str, Any] | None:
+    """The family's latest ACTIVE revision with its tags (who registered it), or None."""
     try:
         answer = await aws.call("ecs", "describe_task_definition", taskDefinition=family, include=["TAGS"])
     except AwsPermanentError as exc:
         if exc.code not in ("ClientException", "InvalidParameterException"):
             raise
         return None
-    return {**answer["taskDefinition"], "tags": answer.get("tags") or []}
+    found = {**answer["taskDefinition"], "tags": answer.get("tags") or []}
+    return found if found.get("status", "ACTIVE") == "ACTIVE" else None
 
 
 async def register_task_definition(aws: Aws, params: dict[str, Any], log: TaskLog,
@@ -50,7 +52,7 @@ async def register_task_definition(aws: Aws, params: dict[str, Any], log: TaskLo
                                      {"key": TASK_TAG, "value": task_id}]}
     for sent in range(SENDS + 1):
         found = (latest if isinstance(latest, dict) else None) if sent == 0 and latest is not False \
-            else await _latest(aws, family)
+            else await latest_revision(aws, family)
         if found is not None and manifests.same_task_definition(found, comparable):
             arn = str(found["taskDefinitionArn"])
             ours = {"key": TASK_TAG, "value": task_id} in (found.get("tags") or [])
