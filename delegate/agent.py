@@ -99,7 +99,7 @@ class Agent:
         channel = ChannelSettings.from_settings(settings)  # set when a watcher started this process
         self.channel = None if channel is None else WatcherChannel(
             channel, self.runner, healthy=self.liveness.verdict, registration=self.registration,
-            request_stop=self.request_stop)
+            request_stop=self.request_stop, watcher_version=self.registrar.watcher_seen)
 
     def healthy(self) -> tuple[bool, str]:
         return self.liveness.verdict()

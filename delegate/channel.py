@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from delegate import __version__, log
 from delegate.config import Settings
 from delegate.identity import Registration
+from protocol.limits import VERSION_PATTERN
 
 _log = log.get("delegate.channel")
 _NAME = re.compile(r"^[a-z][a-z-]{0,40}$")
@@ -77,12 +78,14 @@ class WatcherChannel:
         healthy: Callable[[], tuple[bool, str]],
         registration: Registration,
         request_stop: Callable[[str], None],
+        watcher_version: Callable[[str], None] = lambda _version: None,
     ) -> None:
         self._s = settings
         self._runner = runner
         self._healthy = healthy
         self._registration = registration
         self._request_stop = request_stop
+        self._watcher_version = watcher_version
         self.pid = os.getpid()
         root = settings.root
         self._inbox = root / "io" / "delegate" / str(self.pid)
@@ -216,10 +219,13 @@ class WatcherChannel:
 
     def _check_watcher(self) -> None:
         try:
-            beat = json.loads(self._watcher_path.read_text(encoding="utf-8")).get("heartbeat")
-            age = time.time() - float(beat) / 1000.0
+            data = json.loads(self._watcher_path.read_text(encoding="utf-8"))
+            age = time.time() - float(data.get("heartbeat")) / 1000.0
         except (OSError, ValueError, TypeError, AttributeError):
-            age = time.time() - self._started_wall
+            data, age = None, time.time() - self._started_wall
+        version = data.get("version") if isinstance(data, dict) else None
+        if isinstance(version, str) and re.match(VERSION_PATTERN, version):
+            self._watcher_version(version)
         gone = age > self._s.watcher_gone_after_s
         if gone:
             _log.warning("watcher.gone", seconds=round(age, 1),

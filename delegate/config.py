@@ -29,6 +29,7 @@ from delegate import proxy
 from delegate.config_messages import NO_TOKEN, describe, env_name, unused_and_unknown
 from delegate.errors import ConfigError
 from protocol.auth import InvalidDelegateToken, normalize_token
+from protocol.limits import Version
 
 #: exit code for "bad configuration: do not restart me until someone changes the environment"
 EXIT_CONFIG = 3
@@ -134,6 +135,7 @@ class Settings(BaseSettings):
     harness_watcher_channel_dir: Path | None = None
     harness_watcher_heartbeat_interval_s: Seconds = 10.0
     harness_watcher_gone_after_s: Seconds = 60.0
+    harness_watcher_version: Version | None = None  # sent to the manager as watcherVersion
 
     log_format: LogFormat = LogFormat.AUTO
     log_level: str = Field(default="INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR)$")

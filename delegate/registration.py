@@ -65,6 +65,9 @@ class Registrar:
         self.seq: SequenceConfig | None = None
         self._needed = True
         self._ip = _local_ip(settings.manager_host_and_port)
+        #: the watcher's version: from the environment it started us with, then from its heartbeat
+        #: file (a self-upgraded watcher keeps this process); None without a watcher
+        self.watcher_version: str | None = settings.harness_watcher_version
 
     def params(self, *, keep_alive: bool = False) -> wire.DelegateParams:
         s, seq = self._s, self.seq
@@ -89,7 +92,14 @@ class Registrar:
             supported_task_types=self._workload.supported_task_types(),
             currently_executing_delegate_tasks=self._workload.executing(),
             delegate_instance_id=self.registration.instance_id,
+            watcher_version=self.watcher_version,
         )
+
+    def watcher_seen(self, version: str) -> None:
+        """The watcher's heartbeat file names its version: the next keep-alive or heartbeat says so."""
+        if version != self.watcher_version:
+            _log.info("watcher.version", version=version, before=self.watcher_version)
+            self.watcher_version = version
 
     def forgotten(self) -> None:
         """The manager answered 404 for this delegate: register again before the next call."""

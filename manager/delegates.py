@@ -24,7 +24,7 @@ _COLUMNS = (
     "delegate_id", "account_id", "host_name", "host_base", "seq", "random_token", "delegate_type",
     "delegate_name", "group_name", "group_id", "profile_id", "assigned_profile_id", "description",
     "version", "ip", "tags", "supported_task_types", "polling", "instance_id", "connected",
-    "unregistered", "last_heartbeat", "registered_at",
+    "unregistered", "last_heartbeat", "registered_at", "watcher_version",
 )
 _UPSERT = (
     f"INSERT INTO delegates ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
@@ -58,6 +58,7 @@ class DelegateRecord:
     instance_id: str | None = None
     connected: bool = True
     unregistered: bool = False  # said goodbye: its ECS slot is free at once
+    watcher_version: str | None = None  # None: run without a watcher
     #: when its last websocket closed (manager clock, ms); None while one is open or never was
     stream_closed_at: int | None = None
 
@@ -83,7 +84,7 @@ class DelegateRecord:
             self.version, self.ip, to_json(self.tags), to_json(self.supported_task_types),
             int(self.polling), self.instance_id, int(self.connected), int(self.unregistered),
             self.last_heartbeat,
-            self.registered_at,
+            self.registered_at, self.watcher_version,
         )
 
     @classmethod
@@ -100,12 +101,14 @@ class DelegateRecord:
             supported_task_types=from_json(row["supported_task_types"], []),
             polling=bool(row["polling"]), instance_id=row["instance_id"],
             connected=bool(row["connected"]), unregistered=bool(row["unregistered"]),
+            watcher_version=row["watcher_version"],
         )
 
     def apply(self, params: DelegateParams, now: int) -> None:
         """Take what the delegate says about itself now; keep copied values it does not send."""
         self.delegate_type = params.delegate_type
         self.version = params.version
+        self.watcher_version = params.watcher_version
         self.ip = params.ip
         self.delegate_name = params.delegate_name or self.delegate_name
         self.group_name = params.delegate_group_name or self.group_name

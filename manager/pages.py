@@ -72,6 +72,7 @@ async def delegates_page(request: web.Request) -> web.Response:
             f"<tr><td>{_e(d['delegateName'] or d['hostName'])}</td><td>{_e(d['hostName'])}</td>"
             f"<td>{_e(d['ip'])}</td>"
             f"<td class='{_e(d['status'])}'>{_e(d['status'].title())}</td><td>{_e(d['version'])}</td>"
+            f"<td>{_e(d['watcherVersion'] or '-')}</td>"
             f"<td>{'polling' if d['pollingModeEnabled'] else 'streaming'}</td>"
             f"<td title='{_e(_when(d['lastHeartBeat']))}'>{_e(_age(now, d['lastHeartBeat']))}</td>"
             f"<td>{_e(d['tokenName'])}</td><td>{_e(', '.join(d['tags']))}</td></tr>"
@@ -80,7 +81,7 @@ async def delegates_page(request: web.Request) -> web.Response:
         parts.append(
             f"<details open><summary>{name} ({connected}/{len(shown)} connected)</summary>"
             "<table><tr><th>name</th><th>host</th><th>IP</th><th>status</th><th>version</th>"
-            "<th>mode</th><th>last heartbeat</th><th>token</th><th>tags</th></tr>"
+            "<th>watcher</th><th>mode</th><th>last heartbeat</th><th>token</th><th>tags</th></tr>"
             f"{rows}</table></details>")
     return _page(request, "Delegates", "".join(parts) or "<p>No delegates yet.</p>")
 

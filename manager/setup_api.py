@@ -48,6 +48,7 @@ def delegate_view(manager: Manager, rec: DelegateRecord, now: int) -> dict[str, 
     return {
         "delegateId": rec.delegate_id, "delegateName": rec.delegate_name,
         "hostName": rec.host_name, "sequenceNum": rec.seq, "version": rec.version,
+        "watcherVersion": rec.watcher_version,
         "status": "CONNECTED" if manager.delegates.is_connected(rec, now) else "DISCONNECTED",
         "lastHeartBeat": rec.last_heartbeat, "tags": rec.tags,
         "pollingModeEnabled": rec.polling, "delegateType": rec.delegate_type,

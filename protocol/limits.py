@@ -25,6 +25,9 @@ Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 #: The ECS slot's random token and sequence number, as stored in `delegate_sequence_config`.
 Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]
 SequenceNum = Annotated[str, StringConstraints(pattern=r"^-?[0-9]{1,18}$")]
+#: a released version as reported by a process about itself (e.g. the watcher's, "1.0.0")
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
+Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
 #: goes back to the manager in a header: no byte a header cannot carry
 ConnectionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.~+/=-]{1,256}$")]
 

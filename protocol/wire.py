@@ -17,7 +17,7 @@ from pydantic.alias_generators import to_camel
 from protocol.limits import ID_PATTERN as ID_PATTERN
 from protocol.limits import MAX_ANSWER_BYTES as MAX_ANSWER_BYTES
 from protocol.limits import MAX_FRAME_BYTES as MAX_FRAME_BYTES
-from protocol.limits import ConnectionId, Id, SequenceNum, Token
+from protocol.limits import ConnectionId, Id, SequenceNum, Token, Version
 from protocol.limits import parse_json as parse_json
 
 T = TypeVar("T")
@@ -90,6 +90,8 @@ class DelegateParams(WireModel):
     location: str | None = None
     #: per-process id, so the manager can tell two processes of one delegate apart
     delegate_instance_id: str | None = None
+    #: the version of the watcher that started this process; None without a watcher (our addition)
+    watcher_version: Version | None = None
 
 
 class RegisterAction(enum.StrEnum):

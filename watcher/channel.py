@@ -39,6 +39,7 @@ ENV_DIR = "HARNESS_WATCHER_CHANNEL_DIR"
 ENV_HEARTBEAT = "HARNESS_WATCHER_HEARTBEAT_INTERVAL_S"
 ENV_GONE = "HARNESS_WATCHER_GONE_AFTER_S"
 ENV_PID = "HARNESS_WATCHER_PID"
+ENV_VERSION = "HARNESS_WATCHER_VERSION"  # the delegate reports it to the manager
 
 
 def encode(name: str, args: dict[str, Any] | None = None) -> bytes:

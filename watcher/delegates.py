@@ -73,6 +73,7 @@ class Delegates:
         env[ch.ENV_HEARTBEAT] = f"{self.s.heartbeat_interval_s:g}"
         env[ch.ENV_GONE] = f"{self.s.heartbeat_timeout_s:g}"
         env[ch.ENV_PID] = str(os.getpid())
+        env[ch.ENV_VERSION] = watcher.__version__
         if self.init_done:
             env["HARNESS_INIT_SCRIPT_DONE"] = "1"
         try:

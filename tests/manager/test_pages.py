@@ -23,7 +23,8 @@ async def test_delegates_page_groups_and_drops_silent_ecs_delegates(
     quiet = Agent(session, server, delegateName="quiet", delegateGroupName="grp-a")
     await quiet.register()
     await asyncio.sleep(0.5)
-    live = Agent(session, server, delegateName="live", delegateGroupName="grp-a")
+    live = Agent(session, server, delegateName="live", delegateGroupName="grp-a",
+                 watcherVersion="1.0.7")
     await live.register()
     await login(session, server)
     async with session.get(server.url + "/ui/delegates") as resp:
@@ -34,6 +35,7 @@ async def test_delegates_page_groups_and_drops_silent_ecs_delegates(
     assert "Harness-ECS-Delegate_1" in page
     assert "CONNECTED" in page
     assert "Harness-ECS-Delegate_0" not in page
+    assert "<th>watcher</th>" in page and "<td>1.0.7</td>" in page  # the watcher's version
     assert "Log out" in page
 
 

@@ -158,3 +158,28 @@ async def test_stream_heartbeat_is_acknowledged(agent: Callable[..., Agent],
         assert ack["responseSentAt"] > 0
     finally:
         await ws.close()
+
+
+async def test_watcher_version_is_stored_updated_and_kept_across_a_restart(
+        start_server: ServerFactory, session: aiohttp.ClientSession) -> None:
+    server = await start_server()
+    watched = Agent(session, server, delegateName="watched", watcherVersion="1.0.0")
+    alone = Agent(session, server, delegateName="alone")  # run without a watcher: none
+    await watched.register()
+    await alone.register()
+    setup = Setup(session, server)
+    versions = {d["delegateName"]: d.get("watcherVersion") for d in await setup.delegates()}
+    assert versions == {"watched": "1.0.0", "alone": None}
+    # its watcher upgraded itself: the next heartbeat says so
+    watched.params["watcherVersion"] = "2.0.0"
+    status, _ = await watched.heartbeat()
+    assert status == 200
+    await server.stop()
+    again = await start_server(data_dir=server.settings.data_dir)  # same database
+    versions = {d["delegateName"]: d.get("watcherVersion")
+                for d in await Setup(session, again).delegates()}
+    assert versions == {"watched": "2.0.0", "alone": None}
+    bad = Agent(session, again, watcherVersion="1.0 <script>")
+    status, body = await bad.call("POST", "/api/agent/delegates/register", bad.params)
+    assert status == 400
+    assert "watcherVersion" in body["responseMessages"][0]["message"]
