@@ -37,6 +37,7 @@ class Event(enum.StrEnum):
     GAVE_UP = "gave_up"
     BAD_CONFIG = "bad_config"
     SELF_DESTRUCT = "self_destruct"
+    TOKEN_REVOKED = "token_revoked"  # noqa: S105 - an event name, not a secret
     EXITED_BY_ITSELF = "exited_by_itself"
     STOP = "stop"
     STOPPED = "stopped"
@@ -75,6 +76,9 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     **{(s, E.BAD_CONFIG): S.FATAL for s in _LIVE},
     # Exit 4: the manager removed this delegate; it must not come back.
     **{(s, E.SELF_DESTRUCT): S.EXITED for s in _LIVE},
+    # Exit 5: the manager refused the delegate token as revoked or expired; a restart would be refused
+    # the same way, so the slot ends (the watcher exits 5) until a new token is installed.
+    **{(s, E.TOKEN_REVOKED): S.EXITED for s in _LIVE},
     # Exit 0 unprompted: someone stopped the delegate on purpose; so does the container.
     **{(s, E.EXITED_BY_ITSELF): S.EXITED for s in _LIVE},
     # SIGTERM (ECS stops the task) with a process: it drains within the budget.

@@ -232,7 +232,7 @@ class Watcher:
             self.machine.fire(Event.SELF_DESTRUCT, "self-destruct: the manager removed this delegate")
             self._exit_code = EXIT_SELF_DESTRUCT
         elif code == EXIT_TOKEN_REVOKED:
-            self.machine.fire(Event.SELF_DESTRUCT, "the manager refused the delegate token as revoked "
+            self.machine.fire(Event.TOKEN_REVOKED, "the manager refused the delegate token as revoked "
                               "or expired: install a new DELEGATE_TOKEN and start a new task")
             self._exit_code = EXIT_TOKEN_REVOKED
         elif code == EXIT_OK and child.killed_for is None:

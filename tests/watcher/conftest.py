@@ -101,7 +101,8 @@ def watchers(manager: Manager, tmp_path: Path) -> Iterator[Callable[..., Watcher
 
     yield start
     for proc in started:
-        assert not proc.find("watcher.illegal_transition"), "a state change outside the table"
+        illegal = proc.find("watcher.illegal_transition")
+        assert not illegal, f"a state change outside the table: {illegal}"
         pids = proc.delegate_pids()
         proc.stop(timeout=20)
         for pid in pids + proc.delegate_pids():

@@ -1,5 +1,6 @@
-"""The watcher as a process among processes: it honours the delegate's self-destruct (exit 4), reaps
-the orphans a SIGKILLed delegate leaves behind, and keeps a same-uid script out of its environment."""
+"""The watcher as a process among processes: it honours the delegate's self-destruct (exit 4) and a
+revoked token (exit 5), reaps the orphans a SIGKILLed delegate leaves behind, and keeps a same-uid
+script out of its environment."""
 
 from __future__ import annotations
 
@@ -42,6 +43,21 @@ def test_self_destruct_exit_4_stops_the_watcher_with_4_and_no_restart(manager: M
     assert w.find("delegate.state", to="EXITED", trigger="self_destruct")
     assert len(w.find("delegate.spawned")) == 1  # not restarted
     assert not pid_alive(pid)
+
+
+@pytest.mark.timeout(60)
+def test_a_revoked_token_exit_5_stops_the_watcher_with_5_and_no_restart(manager: Manager,
+                                                                       watchers: Start) -> None:
+    value = manager.api("POST", "/api/setup/delegate-tokens", {"name": "w-team"})["value"]
+    w = watchers(DELEGATE_TOKEN=value)
+    pid = w.current_pid()
+    wait_registered(manager)
+    manager.api("POST", "/api/setup/delegate-tokens/w-team/revoke", {})
+    assert w.wait(timeout=30) == 5
+    assert w.wait_event("delegate.exited", delegate_pid=pid)["exit_code"] == 5
+    assert w.find("delegate.state", to="EXITED", trigger="token_revoked")
+    assert len(w.find("delegate.spawned")) == 1  # not restarted
+    assert value not in "\n".join(w.lines)
 
 
 @pytest.mark.timeout(90)
