@@ -165,8 +165,18 @@ class Delegates:
     def reload_all(self) -> None:
         """Shared: read every record again (others may have registered or changed some)."""
         if self.shared:
-            self.by_id = {row["delegate_id"]: DelegateRecord.from_row(row)
+            old = self.by_id
+            self.by_id = {row["delegate_id"]: self._fresh(row, old)
                           for row in self._conn.execute("SELECT * FROM delegates")}
+
+    @staticmethod
+    def _fresh(row: sqlite3.Row, old: dict[str, DelegateRecord]) -> DelegateRecord:
+        """A record read again; what only this process knows (its stream closed) is kept."""
+        rec = DelegateRecord.from_row(row)
+        prev = old.get(rec.delegate_id)
+        if prev is not None:
+            rec.stream_closed_at = prev.stream_closed_at
+        return rec
 
     def _reload_host(self, account_id: str, host: str) -> None:
         """Shared: read again the records a registration from `host` decides among (its own by
@@ -175,7 +185,7 @@ class Delegates:
             for row in self._conn.execute(
                     "SELECT * FROM delegates WHERE account_id=? AND (host_name=? OR host_base=?)",
                     (account_id, host, host)):
-                self.by_id[row["delegate_id"]] = DelegateRecord.from_row(row)
+                self.by_id[row["delegate_id"]] = self._fresh(row, self.by_id)
 
     def _reload(self, delegate_id: str) -> DelegateRecord | None:
         row = self._conn.execute("SELECT * FROM delegates WHERE delegate_id=?",
@@ -183,7 +193,7 @@ class Delegates:
         if row is None:
             self.by_id.pop(delegate_id, None)
             return None
-        rec = self.by_id[delegate_id] = DelegateRecord.from_row(row)
+        rec = self.by_id[delegate_id] = self._fresh(row, self.by_id)
         return rec
 
     def _is_stale(self, rec: DelegateRecord, now: int) -> bool:
@@ -216,14 +226,19 @@ class Delegates:
         gone = [r for r in self.by_id.values()
                 if r.connected and r.stream_closed_at is not None and not r.polling
                 and now - r.stream_closed_at > gone_after_ms and not has_stream(r.delegate_id)]
+        flipped = []
         for rec in gone:
+            closed_at, rec.stream_closed_at = rec.stream_closed_at, None
+            # not if it came back meanwhile, here or through another replica (a newer heartbeat)
+            cur = self._conn.execute("UPDATE delegates SET connected=0 WHERE delegate_id=?"
+                                     " AND last_heartbeat<=?", (rec.delegate_id, closed_at))
+            if cur.rowcount != 1:
+                continue
             rec.connected = False
-            rec.stream_closed_at = None
-            self._conn.execute("UPDATE delegates SET connected=0 WHERE delegate_id=?",
-                               (rec.delegate_id,))
+            flipped.append(rec.delegate_id)
             log.info("delegate.disconnected", delegate_id=rec.delegate_id,
                      host_name=rec.host_name, reason="its stream closed")
-        return [r.delegate_id for r in gone]
+        return flipped
 
     def get(self, delegate_id: str | None) -> DelegateRecord | None:
         if not delegate_id:

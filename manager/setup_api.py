@@ -59,6 +59,7 @@ def delegate_view(manager: Manager, rec: DelegateRecord, now: int) -> dict[str, 
 
 def grouped(manager: Manager, now: int) -> list[dict[str, Any]]:
     groups: dict[str, list[dict[str, Any]]] = {}
+    manager.delegates.reload_all()  # replicas: delegates registered through the others too
     for rec in sorted(manager.delegates.by_id.values(), key=lambda r: r.host_name):
         groups.setdefault(rec.group_name or NO_GROUP, []).append(delegate_view(manager, rec, now))
     return [{"groupName": name, "delegates": groups[name]} for name in sorted(groups)]

@@ -33,14 +33,16 @@ class Cluster:
     balancer: HAProxy
     swarm: Swarm
     session: aiohttp.ClientSession
+    ports: list[int]
 
     @property
     def env(self) -> dict[str, str]:
         return self.replicas[0].env
 
-    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    async def call(self, method: str, path: str, body: Any = None,
+                   base: str | None = None) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {self.env['DEVSTACK_API_KEY']}"}
-        async with self.session.request(method, self.balancer.url + path, json=body,
+        async with self.session.request(method, (base or self.balancer.url) + path, json=body,
                                         headers=headers) as resp:
             return resp.status, await resp.json()
 
@@ -114,7 +116,7 @@ async def cluster(postgres: Postgres, tmp_path: Path) -> AsyncIterator[Cluster]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             await swarm.start()
             await swarm.wait_connected(within_s=60)
-            yield Cluster(postgres, replicas, balancer, swarm, session)
+            yield Cluster(postgres, replicas, balancer, swarm, session, ports)
     finally:  # whatever failed, nothing is left running
         if swarm is not None:
             await swarm.close()
@@ -134,6 +136,12 @@ async def test_sigkill_of_a_replica_mid_run_loses_nothing(cluster: Cluster) -> N
             ids.append(await cluster.submit())
             await asyncio.sleep(0.02)
 
+    for port in cluster.ports:  # each replica shows every delegate, wherever it registered
+        status, answer = await cluster.call("GET", "/api/setup/delegates",
+                                            base=f"http://127.0.0.1:{port}")
+        assert status == 200, answer
+        shown = [d for g in answer["resource"]["groups"] for d in g["delegates"]]
+        assert sum(d["status"] == "CONNECTED" for d in shown) == DELEGATES, (port, shown)
     submitting = asyncio.create_task(submit_steadily())
     while len(swarm.done) < 30:  # tasks offered, acquired, logged and reported on both replicas
         await asyncio.sleep(0.02)
