@@ -5,7 +5,8 @@ on it. Clients are cached per (credentials, region, service); a failure becomes 
 or `AwsPermanentError` carrying the AWS error code and message (never a credential). Every call is
 counted in the `aws_calls` metric.
 
-Retries (docs/ecs-tasks.md, "Retries"): botocore's standard mode (5 attempts) absorbs short blips.
+Retries (docs/ecs-tasks.md, "Retries"): botocore's standard mode (`max_attempts: 5`: the call and
+up to 5 retries) absorbs short blips.
 An `Aws` made with `until` (a task's deadline) then retries transient errors (throttling, 5xx,
 timeouts, refused connections) with backoff until that moment, telling the task log once per kind.
 The operations in `NOT_REPEATABLE` are never re-sent by either: a request that may have reached AWS
