@@ -120,9 +120,12 @@ def two_deploys_one_waits(case: Case) -> Outcome:
 
 
 def kill_after_update_and_restart(case: Case) -> Outcome:
-    """SIGKILL right after UpdateService passes; the same delegate restarts 2 s later."""
+    """SIGKILL right after UpdateService passes (as the deploy record that follows it reaches AWS,
+    so the delegate has logged the update but most likely not shipped the line yet: its task
+    journal must bring it back); the same delegate restarts 2 s later."""
     proc = case.delegate(0)
-    case.proxies[0].on_call("UpdateService", kill(proc))
+    proxy = case.proxies[0]
+    proxy.on_call("UpdateService", lambda: proxy.on_call("TagResource", kill(proc)))
     started = time.monotonic()
     task_id = case.submit()
     wait_until(lambda: not proc.alive(), 60, "the delegate to die")

@@ -203,7 +203,7 @@ async def downsize(aws: Aws, cluster: str, service: dict[str, Any], delay_s: flo
         log.info(f"waiting {wait:g} s before scaling the old service {name} down")
         await asyncio.sleep(wait)
     await aws.call("ecs", "update_service", cluster=cluster, service=name, desiredCount=0)
-    log.info(f"old service {name} scaled to 0 (it ran {service.get('desiredCount')} task(s))")
+    log.change(f"old service {name} scaled to 0 (it ran {service.get('desiredCount')} task(s))")
     return True
 
 
@@ -216,5 +216,5 @@ async def restore_blue(aws: Aws, cluster: str, rollback_data: dict[str, Any], lo
     if current is None or current.get("desiredCount") == count:
         return False
     await aws.call("ecs", "update_service", cluster=cluster, service=name, desiredCount=count)
-    log.info(f"blue service {name} scaled back to {count} task(s)")
+    log.change(f"blue service {name} scaled back to {count} task(s)")
     return True

@@ -117,7 +117,7 @@ async def clean_up(aws: Aws, family: str, keep: int, in_use: set[str], log: Task
     for arn in gone:
         await aws.call("ecs", "deregister_task_definition", taskDefinition=arn)
     if gone:
-        log.info(f"clean-up: deregistered {len(gone)} old revision(s) of {family}, kept the newest {keep}")
+        log.change(f"clean-up: deregistered {len(gone)} old revision(s) of {family}, kept the newest {keep}")
     return gone
 
 

@@ -89,7 +89,7 @@ async def register(aws: Aws, scaling: Scaling, log: TaskLog) -> None:
     for policy in scaling.policies:
         await aws.call("application-autoscaling", "put_scaling_policy", **policy)
     if scaling:
-        log.info(f"auto scaling registered: {len(scaling.targets)} target(s), "
+        log.change(f"auto scaling registered: {len(scaling.targets)} target(s), "
                  f"{len(scaling.policies)} policy(ies)")
 
 
@@ -157,7 +157,7 @@ async def suspend(aws: Aws, service: dict[str, Any], cluster: str, task_id: str,
                            ResourceId=rid, ScalableDimension=target["ScalableDimension"],
                            SuspendedState=ALL_SUSPENDED)
     if found.targets:
-        log.info(f"auto scaling suspended for the deploy ({len(found.targets)} target(s), "
+        log.change(f"auto scaling suspended for the deploy ({len(found.targets)} target(s), "
                  f"{len(found.policies)} policy(ies) kept)")
     if any(k != mine for k in records):
         log.info("found auto scaling an earlier deploy of this service suspended and did not resume; "
@@ -193,7 +193,7 @@ async def resume(aws: Aws, held: Suspension, service_arn: str, wanted: Scaling |
                   f"{SNAPSHOT_TAG}/...; the next deploy of this service resumes it")
         return False
     if held:
-        log.info(f"auto scaling resumed ({len(held.before)} target(s))")
+        log.change(f"auto scaling resumed ({len(held.before)} target(s))")
     return True
 
 
@@ -206,4 +206,4 @@ async def _drop_other_policies(aws: Aws, rid: str, wanted: Scaling, log: TaskLog
             await aws.call("application-autoscaling", "delete_scaling_policy",
                            PolicyName=policy["PolicyName"], ServiceNamespace=NAMESPACE,
                            ResourceId=rid, ScalableDimension=policy["ScalableDimension"])
-            log.info(f"scaling policy {policy['PolicyName']} deleted: the task's manifests do not name it")
+            log.change(f"scaling policy {policy['PolicyName']} deleted: the task's manifests do not name it")

@@ -58,7 +58,7 @@ async def register_task_definition(aws: Aws, params: dict[str, Any], log: TaskLo
             ours = {"key": TASK_TAG, "value": task_id} in (found.get("tags") or [])
             if sent or ours:
                 earlier = "" if sent else " (an earlier delivery)"
-                log.info(f"task definition {arn} is there, registered by this task{earlier}; using it")
+                log.change(f"task definition {arn} is there, registered by this task{earlier}; using it")
                 return arn, True
             log.info(f"task definition unchanged: reusing {arn}")
             return arn, False
@@ -70,7 +70,7 @@ async def register_task_definition(aws: Aws, params: dict[str, Any], log: TaskLo
             log.warn(f"{exc}; reading the family back to see whether the revision was registered")
             continue
         arn = str(registered["taskDefinition"]["taskDefinitionArn"])
-        log.info(f"registered task definition {arn}")
+        log.change(f"registered task definition {arn}")
         return arn, True
     raise AwsPermanentError(f"RegisterTaskDefinition of family {family} did not succeed in {SENDS} sends",
                             "RegisterFailed", "register_task_definition")
@@ -124,7 +124,7 @@ async def create_service(aws: Aws, cluster: str, params: dict[str, Any], td_arn:
         raise ServiceBusy(f"service {params['serviceName']} is being created by another task at the "
                           f"same time ({exc}); run the deploys one after another") from None
     deployment = primary(service)
-    log.info(f"created service {service['serviceName']} with {desired} task(s) of {td_arn}")
+    log.change(f"created service {service['serviceName']} with {desired} task(s) of {td_arn}")
     return Started(service, str(deployment.get("id")), True, False)
 
 
@@ -150,7 +150,7 @@ async def update_service(aws: Aws, cluster: str, current: dict[str, Any], params
     service, deployment = await _send_update(aws, cluster, body, td_arn, before, log)
     count = f"desiredCount {desired}" if desired is not None else \
         f"keeping desiredCount {service.get('desiredCount')}"
-    log.info(f"updated service {name} to {td_arn} ({count}); deployment {deployment.get('id')}")
+    log.change(f"updated service {name} to {td_arn} ({count}); deployment {deployment.get('id')}")
     return Started(service, str(deployment.get("id")), False, True)
 
 
@@ -171,7 +171,7 @@ async def _send_update(aws: Aws, cluster: str, body: dict[str, Any], td_arn: str
                                     "ServiceNotFoundException", "update_service")
         found, _ = landed(current, td_arn, before, since)
         if found is not None:
-            log.info(f"the update reached ECS: deployment {found}; not sending it again")
+            log.change(f"the update reached ECS: deployment {found}; not sending it again")
             return current, next(d for d in current["deployments"] if d.get("id") == found)
         log.info("the update did not reach ECS; sending it again")
     raise AwsPermanentError(f"UpdateService of {name} did not succeed in {SENDS} sends",
@@ -187,5 +187,5 @@ async def delete_service(aws: Aws, cluster: str, name: str, log: TaskLog) -> boo
             log.info(f"service {name} does not exist; nothing to delete")
             return False
         raise
-    log.info(f"deleted service {name}")
+    log.change(f"deleted service {name}")
     return True

@@ -5,7 +5,9 @@ is acquired and removed once its result is in the spool. A process that starts f
 processes that are gone (a SIGKILL, an OOM kill, a crash): those tasks run nowhere any more, so it
 hands each back to the manager at once (a RETRY_ON_OTHER_DELEGATE result in the name of the dead
 process), instead of leaving the manager to notice after its orphan threshold. A file whose process
-still runs (the old delegate during an upgrade, sharing the work dir) is left alone.
+still runs (the old delegate during an upgrade, sharing the work dir) is left alone. The dead
+process's journal (`<taskId>.log`, see `journal`) goes with the hand-back, so the lines recording
+its changes in AWS reach the task's log even if it died before shipping them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from delegate import log
+from delegate import files, log
+from delegate.tasks.journal import Journal
 from protocol import wire
 
 if TYPE_CHECKING:
@@ -44,8 +47,7 @@ def _started(pid: int) -> float | None:
 
 class Claims:
     def __init__(self, work_dir: Path, instance_id: str) -> None:
-        self.dir = work_dir / "running"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = files.private_dir(work_dir / "running")
         self._instance_id = instance_id
         self._pid = os.getpid()
         self._started = _started(self._pid)
@@ -59,7 +61,12 @@ class Claims:
         tmp.write_text(json.dumps(record), encoding="utf-8")
         os.replace(tmp, self._path(task_id))
 
+    def journal(self, task_id: str) -> Journal:
+        return Journal(self.dir, task_id)
+
     def drop(self, task_id: str) -> None:
+        """The task's result is in the spool: its journal and its claim go (in that order)."""
+        self.journal(task_id).remove()
         self._path(task_id).unlink(missing_ok=True)
 
     def abandoned(self) -> list[Abandoned]:
@@ -87,13 +94,15 @@ class Claims:
         this one)."""
         for gone in self.abandoned():
             if spool.read(gone.task_id) is None:
+                lines = self.journal(gone.task_id).read()
                 result = wire.TaskResult(
                     account_id=account_id, response_code=wire.ResponseCode.RETRY_ON_OTHER_DELEGATE,
                     response={"status": wire.TaskStatus.FAILED.value,
                               "errorMessage": f"the delegate process running it (pid {gone.pid}) died; "
                                               "handed back"},
                     delegate_instance_id=gone.instance_id)
-                spool.write(gone.task_id, result)
+                spool.write(gone.task_id, result, lines)  # its journal's lines go first
                 sender.submit(gone.task_id)
-                _log.warning("task.handed_back_abandoned", task_id=gone.task_id, pid=gone.pid)
+                _log.warning("task.handed_back_abandoned", task_id=gone.task_id, pid=gone.pid,
+                             journal_lines=len(lines))
             self.drop(gone.task_id)

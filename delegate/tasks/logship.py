@@ -16,6 +16,7 @@ import time
 from delegate import log, retry
 from delegate.client import ManagerClient
 from delegate.errors import DelegateError, ManagerRejected, TransientError
+from delegate.tasks.journal import Journal
 from delegate.tasks.registry import TaskLog
 from protocol import wire
 
@@ -44,13 +45,15 @@ class LogBudget:
 
 class LogShipper(TaskLog):
     def __init__(self, client: ManagerClient, delegate_id: str, task_id: str,
-                 budget: LogBudget | None = None, max_bytes: int = MAX_TASK_LOG_BYTES) -> None:
+                 budget: LogBudget | None = None, max_bytes: int = MAX_TASK_LOG_BYTES,
+                 journal: Journal | None = None) -> None:
         self._client = client
         self._delegate_id = delegate_id
         self._task_id = task_id
         self._pending: collections.deque[tuple[wire.LogLine, int]] = collections.deque()
         self._budget = budget or LogBudget()
         self._max_bytes = max_bytes
+        self._journal = journal
         self._bytes = 0
         # Numbered from this delivery's start (ms x 1000), so that the lines of a re-delivered
         # task follow the first delivery's instead of colliding with them in the manager.
@@ -71,7 +74,12 @@ class LogShipper(TaskLog):
     def error(self, message: str) -> None:
         self._add("ERROR", message)
 
-    def _add(self, level: str, message: str) -> None:
+    def change(self, message: str) -> None:
+        line = self._add("INFO", message)
+        if self._journal is not None:
+            self._journal.append(line)
+
+    def _add(self, level: str, message: str) -> wire.LogLine:
         text = log.scrub(message[: MAX_LINE_CHARS * 2].rstrip("\n"))
         if len(text) > MAX_LINE_CHARS:
             text = text[:MAX_LINE_CHARS] + " [line truncated]"
@@ -81,11 +89,11 @@ class LogShipper(TaskLog):
             self._pop()
             self._dropped += 1
         self._seq += 1
-        if self._budget.used + size > self._budget.max_bytes:
-            self._dropped += 1  # other tasks hold the whole budget: this line cannot be kept
-            return
         line = wire.LogLine(seq=self._seq - 1, ts=int(time.time() * 1000), level=level,
                             message=text)
+        if self._budget.used + size > self._budget.max_bytes:
+            self._dropped += 1  # other tasks hold the whole budget: this line cannot be kept
+            return line
         self._pending.append((line, size))
         self._bytes += size
         self._budget.used += size
@@ -96,6 +104,7 @@ class LogShipper(TaskLog):
             )
         if len(self._pending) >= BATCH_LINES:
             self._wake.set()
+        return line
 
     def _pop(self) -> wire.LogLine:
         line, size = self._pending.popleft()

@@ -55,6 +55,11 @@ class TaskLog:
     def error(self, message: str) -> None:
         raise NotImplementedError
 
+    def change(self, message: str) -> None:
+        """An INFO line recording a change in AWS; the log shipper has it on disk (the task's
+        journal) before this returns, so a kill right after loses it not."""
+        self.info(message)
+
 
 @dataclass
 class TaskContext:

@@ -228,7 +228,8 @@ class TaskRunner:
 
     async def _execute(self, who: Identity, package: wire.DelegateTaskPackage) -> None:
         task_id = package.delegate_task_id
-        shipper = LogShipper(self._client, who.delegate_id, task_id, self._log_budget)
+        shipper = LogShipper(self._client, who.delegate_id, task_id, self._log_budget,
+                             journal=self._claims.journal(task_id))
         started = time.monotonic()
         timeout_s = max(package.timeout_ms / 1000.0, 0.001)
         outcome: TaskOutcome
@@ -270,7 +271,7 @@ class TaskRunner:
         result = wire.TaskResult(account_id=self._s.account_id, response_code=code,
                                  response=response, delegate_instance_id=self._instance_id)
         await asyncio.to_thread(self._spool.write, task_id, result, log_lines)
-        self._claims.drop(task_id)
+        self._claims.drop(task_id)  # the journal first: its unsent lines are in the spool now
         self._sender.submit(task_id)
         self._metrics.tasks_finished.labels(status=outcome.status.value).inc()
         _log.info("task.finished", status=outcome.status.value, error=outcome.error_message)

@@ -120,6 +120,7 @@ def test_a_kill_right_after_the_update_is_redelivered_at_once_and_tells_the_whol
     o = outcomes["kill-restart"].result()
     judge(o, "SUCCEEDED", "app:2")
     assert o.result["updated"] is True, "the first delivery updated the service"
+    assert "updated service web to" in o.log, "the killed delivery's update line, from its journal"
     assert "an earlier delivery of this task updated service web" in o.log
     assert o.requeue_reasons == ["RETRY_ON_OTHER_DELEGATE"], "handed back by the restart, not orphaned"
     assert o.elapsed_s < ORPHAN_S + 10
