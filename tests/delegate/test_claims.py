@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from delegate.tasks.claims import Claims
+from protocol import wire
 
 
 def test_a_dead_process_s_task_is_abandoned_and_a_live_one_s_is_not(tmp_path: Path) -> None:
@@ -38,3 +39,15 @@ def test_a_finished_task_leaves_no_claim(tmp_path: Path) -> None:
     claims.drop("t1")
     assert not list((tmp_path / "running").iterdir())
     assert Claims(tmp_path, "i2").abandoned() == []
+
+
+def test_a_change_line_is_on_disk_private_when_logged_and_a_torn_tail_is_skipped(tmp_path: Path) -> None:
+    journal = Claims(tmp_path, "i1").journal("t1")
+    journal.append(wire.LogLine(seq=7, ts=1, message="updated service web to app:2"))
+    assert journal.path.stat().st_mode & 0o777 == 0o600
+    with journal.path.open("a", encoding="utf-8") as f:
+        f.write('{"seq": 8, "ts": 1, "mess')  # the process died mid-write
+    assert [(line.seq, line.message) for line in Claims(tmp_path, "i2").journal("t1").read()] == [
+        (7, "updated service web to app:2")]
+    Claims(tmp_path, "i2").drop("t1")
+    assert not journal.path.exists(), "a finished task's journal goes with its claim"
