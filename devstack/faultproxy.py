@@ -1,5 +1,6 @@
-"""A small HTTP fault proxy in front of the local AWS: freeze, refuse, delay, fail, throttle, and
-run an action (kill a process) when a given call passes. For the fault suite and its benchmark.
+"""A small HTTP fault proxy in front of the local AWS (or the manager: websockets pass through):
+freeze, refuse, delay, fail, throttle, and run an action (kill a process) when a given call passes.
+For the fault suite and its benchmark.
 
     proxy = FaultProxy(aws.endpoint_url).start()      # its own thread and event loop
     env AWS_ENDPOINT_URL=proxy.url                    # the delegate talks to AWS through it
@@ -30,6 +31,8 @@ import aiohttp
 from aiohttp import web
 
 _HOP = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
+_WS_HOP = _HOP | {"upgrade", "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
+                  "sec-websocket-accept"}
 
 
 @dataclass
@@ -183,6 +186,8 @@ class FaultProxy:
         if self._refusing and request.transport is not None:
             request.transport.close()  # a dropped connection, as a host going away looks
             return web.Response(status=502)
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._websocket(request)
         rule = self._take(operation)
         if rule is not None and rule.action is None:
             text = json.dumps({"__type": rule.code, "message": f"fault proxy: {rule.code}"})
@@ -202,3 +207,39 @@ class FaultProxy:
             await asyncio.sleep(0.5)  # a killed process is gone before its answer could arrive
         await self._thawed.wait()  # frozen meanwhile (the action may freeze): the answer waits too
         return answer
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        """Pass a websocket through, both ways, until either side closes (a restarted upstream
+        closes it, as a real one going away would)."""
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _WS_HOP}
+        url = self.upstream.replace("http", "ws", 1) + request.path_qs
+        try:
+            upstream = await self._session.ws_connect(url, headers=headers, autoping=False)
+        except aiohttp.WSServerHandshakeError as exc:
+            return web.Response(status=exc.status, text=exc.message)
+        except aiohttp.ClientError as exc:
+            return web.Response(status=502, text=str(exc))
+        down = web.WebSocketResponse(autoping=False)
+        await down.prepare(request)
+
+        async def pump(src: Any, dst: Any) -> None:
+            async for msg in src:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    await dst.send_str(msg.data)
+                elif msg.type == aiohttp.WSMsgType.BINARY:
+                    await dst.send_bytes(msg.data)
+                elif msg.type == aiohttp.WSMsgType.PING:
+                    await dst.ping(msg.data)
+                elif msg.type == aiohttp.WSMsgType.PONG:
+                    await dst.pong(msg.data)
+            await dst.close()
+
+        async with upstream:
+            pumps = [asyncio.ensure_future(pump(down, upstream)), asyncio.ensure_future(pump(upstream, down))]
+            _, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+        await down.close()
+        return down

@@ -11,6 +11,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from devstack.faultcases import Case, Outcome, after, kill
 from devstack.procs import wait_until
@@ -132,6 +133,34 @@ def kill_after_update_and_restart(case: Case) -> Outcome:
     time.sleep(RESTART_AFTER_S)
     case.delegate(0)
     return case.outcome(task_id, started)
+
+
+def restart_manager_while_following(case: Case, port: int) -> tuple[Outcome, float]:
+    """The case's own manager, listening on `port` and reached through a fault proxy (its public
+    URL), is stopped and started again on the same data dir and port right after UpdateService
+    passes. Returns the outcome and the seconds from the manager answering again to the delegate's
+    stream reconnecting."""
+    proc = case.delegate(0)
+    proc.wait_event("stream.connected", timeout=60)
+    stopped: list[float] = []
+    answering: list[float] = []
+
+    def restart() -> None:
+        stopped.append(datetime.now(UTC).timestamp())
+        case.manager.port = port  # its env names the proxy's port; it listens on its own
+        case.manager.restart()  # returns once the manager is ready (it answers again)
+        answering.append(datetime.now(UTC).timestamp())
+
+    case.proxies[0].on_call("UpdateService", lambda: after(0, restart))
+    started = time.monotonic()
+    task_id = case.submit()
+    wait_until(lambda: answering, 90, "the manager to be restarted")
+    reconnected = wait_until(
+        lambda: [e for e in proc.find("stream.connected")
+                 if datetime.fromisoformat(str(e["timestamp"])).timestamp() > stopped[0]],
+        60, "the delegate's stream to reconnect")
+    at = datetime.fromisoformat(str(reconnected[0]["timestamp"])).timestamp()
+    return case.outcome(task_id, started), at - answering[0]
 
 
 def _image(case: Case) -> str:
