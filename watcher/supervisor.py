@@ -1,14 +1,10 @@
 """The supervisor: start the delegate, keep it alive, replace it, upgrade it, stop it.
 
 One loop (`run`) wakes on a tick, a child's exit, a signal or a finished download, and calls `_step`.
-The slot's state changes only through the state machine (`watcher/machine.py`: one table, a comment
-per transition); this module reports events to it. Signal handlers only count signals. Background
-tasks (the upgrade checks) are named and kept.
-
-The slot (`self.d.current`) is one process; an upgrade or a graceful replacement runs a second one
-beside it (`candidate`); once that one is ready, the old one becomes `retiring`: told to stop
-acquiring, it drains and exits while the new one already takes tasks. Upgrades (which version to
-start, verified copies, rollbacks) are the `Upgrader`'s; SIGTERM and timeouts are in `stopping.py`.
+The slot's state changes only through the state machine (`watcher/machine.py`); this module reports
+events to it. The slot (`self.d.current`) is one process; an upgrade or a replacement starts a
+`candidate` beside it; once that is ready, the old one is `retiring` (drains and exits). Upgrades
+are the `Upgrader`'s; SIGTERM and timeouts are in `stopping.py`.
 """
 
 from __future__ import annotations
@@ -35,6 +31,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_SELF_DESTRUCT = 4
 EXIT_TOKEN_REVOKED = 5  # the manager refused the delegate token as revoked or expired
+ENDING = {EXIT_SELF_DESTRUCT: (Event.SELF_DESTRUCT, "self-destruct: the manager removed this delegate"),
+          EXIT_TOKEN_REVOKED: (Event.TOKEN_REVOKED, "the manager refused the delegate token as revoked "
+                               "or expired: install a new DELEGATE_TOKEN and start a new task")}
 
 
 class Watcher:
@@ -143,8 +142,7 @@ class Watcher:
             self._failed(now, "the installed version failed verification")
             return
         if child is None:
-            self._failed(now, "spawn failed")
-            return
+            return self._failed(now, "spawn failed")
         self.d.current = child
         self.machine.fire(Event.SPAWNED, "spawned", delegate_pid=child.pid)
 
@@ -168,7 +166,9 @@ class Watcher:
     def _on_ready(self, child: Child, now: float) -> None:
         log.info("delegate.ready", delegate_pid=child.pid, version=child.version, role=child.role.value,
                  seconds=round(now - child.spawned_at, 3))
-        if child.role == Role.CURRENT and self.machine.state == State.STARTING:
+        if child.killed_for is not None or self.machine.terminal:  # stale: being killed, or ended
+            log.info("delegate.ready_ignored", delegate_pid=child.pid, killed_for=child.killed_for)
+        elif child.role == Role.CURRENT and self.machine.state == State.STARTING:
             self.failures = 0
             self.machine.fire(Event.READY, "delegate-ready", delegate_pid=child.pid,
                               version=child.version)
@@ -228,13 +228,9 @@ class Watcher:
                               "invalid", hint="read the delegate's message above, fix the task "
                               "definition's environment, and start a new task")
             self._exit_code = EXIT_CONFIG
-        elif code == EXIT_SELF_DESTRUCT:
-            self.machine.fire(Event.SELF_DESTRUCT, "self-destruct: the manager removed this delegate")
-            self._exit_code = EXIT_SELF_DESTRUCT
-        elif code == EXIT_TOKEN_REVOKED:
-            self.machine.fire(Event.TOKEN_REVOKED, "the manager refused the delegate token as revoked "
-                              "or expired: install a new DELEGATE_TOKEN and start a new task")
-            self._exit_code = EXIT_TOKEN_REVOKED
+        elif code in ENDING:  # exit 4 or 5: the manager will not take this delegate back
+            self.machine.fire(*ENDING[code])
+            self._exit_code = code
         elif code == EXIT_OK and child.killed_for is None:
             self.machine.fire(Event.EXITED_BY_ITSELF, "the delegate exited 0 by itself")
             self._exit_code = EXIT_OK
