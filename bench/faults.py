@@ -11,8 +11,9 @@ from pathlib import Path
 from devstack.aws import server
 from devstack.aws.server import LocalAws
 from devstack.faultcases import MANAGER_ARGS, ORPHAN_S, Case, Outcome
-from devstack.faultrows import ROWS
-from devstack.procs import Manager
+from devstack.faultproxy import FaultProxy
+from devstack.faultrows import ROWS, restart_manager_while_following
+from devstack.procs import Manager, free_port
 
 
 def _calls(o: Outcome) -> str:
@@ -27,6 +28,20 @@ def _row(name: str, o: Outcome, floor: Outcome) -> str:
     scaling = "resumed" if o.scaling == [(1, 6, False)] and o.policies == ["cpu"] else f"{o.scaling}"
     return (f"| {name} | {ROWS[name].what} | {status} | {o.elapsed_s:.1f} s "
             f"({o.elapsed_s / floor.elapsed_s:.1f}x) | {_calls(o)} | {o.image}, scaling {scaling} |")
+
+
+def _manager_restart(aws: LocalAws, tmp: Path) -> tuple[Outcome, float]:
+    """Its own manager, behind a fault proxy, restarted mid-deploy (tests/faults/test_manager_restart)."""
+    port = free_port()
+    with FaultProxy(f"http://127.0.0.1:{port}") as front:
+        manager = Manager(tmp / "manager-restart", *MANAGER_ARGS, "--public-url", front.url)
+        manager.port = port
+        with manager:
+            case = Case("manager-restart", aws, manager, tmp)
+            try:
+                return restart_manager_while_following(case, port)
+            finally:
+                case.close()
 
 
 def run() -> str:
@@ -44,6 +59,7 @@ def run() -> str:
                     outcomes[name] = row.run(case)
                 finally:
                     case.close()
+            restarted, reconnect_s = _manager_restart(aws, Path(tmp))
     finally:
         if own:
             aws.stop()
@@ -55,4 +71,9 @@ def run() -> str:
         "|---|---|---|---|---|---|",
     ]
     lines += [_row(name, o, floor) for name, o in outcomes.items()]
+    lines.append(f"| manager-restart | the manager (behind a fault proxy) stopped and started again on its "
+                 f"data dir and port after UpdateService; stream back {reconnect_s:.2f} s after it answered "
+                 f"| {restarted.status} | {restarted.elapsed_s:.1f} s "
+                 f"({restarted.elapsed_s / floor.elapsed_s:.1f}x) "
+                 f"| {_calls(restarted)} | {restarted.image} |")
     return "\n".join(lines)
