@@ -195,13 +195,16 @@ class FaultProxy:
                                 headers={"x-amzn-RequestId": f"proxy-{time.monotonic_ns()}"})
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
-        async with self._session.request(request.method, self.upstream + request.path_qs,
-                                         headers=headers, data=body) as upstream:
-            payload = await upstream.read()
-            with self._lock:
-                self.calls[operation] += 1
-            answer = web.Response(status=upstream.status, body=payload, headers={
-                k: v for k, v in upstream.headers.items() if k.lower() not in _HOP})
+        try:
+            async with self._session.request(request.method, self.upstream + request.path_qs,
+                                             headers=headers, data=body) as upstream:
+                payload = await upstream.read()
+                with self._lock:
+                    self.calls[operation] += 1
+                answer = web.Response(status=upstream.status, body=payload, headers={
+                    k: v for k, v in upstream.headers.items() if k.lower() not in _HOP})
+        except aiohttp.ClientError as exc:  # the upstream is down (a manager restarting)
+            return web.Response(status=502, text=f"fault proxy: upstream unreachable: {exc}")
         if rule is not None and rule.action is not None:
             rule.action()
             await asyncio.sleep(0.5)  # a killed process is gone before its answer could arrive

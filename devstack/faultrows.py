@@ -192,6 +192,6 @@ ROWS: dict[str, Row] = {
     "two-deploys": Row("two deploys of one service submitted together", two_deploys_together),
     "two-deploys-wait": Row("the same, each willing to wait for the other (concurrentDeployWaitS)",
                             two_deploys_one_waits),
-    "kill-restart": Row(f"SIGKILL right after UpdateService, restart {RESTART_AFTER_S:g} s later",
+    "kill-restart": Row(f"SIGKILL after UpdateService (its record), restart {RESTART_AFTER_S:g} s later",
                         kill_after_update_and_restart),
 }
