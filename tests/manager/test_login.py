@@ -13,7 +13,8 @@ from tests.manager.conftest import Setup, login
 
 pytestmark = pytest.mark.timeout(30)
 PAGES = ["/", "/ui/delegates", "/ui/tasks", "/ui/install-delegate",
-         "/ui/install-delegate/ecs-task-spec?delegateGroupName=g"]
+         "/ui/install-delegate/ecs-task-spec?delegateGroupName=g"
+         "&image=registry.example.com/harness-delegate:1.0.0"]
 
 
 async def test_no_page_and_no_download_without_a_login(session: aiohttp.ClientSession,

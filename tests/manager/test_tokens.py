@@ -108,7 +108,8 @@ async def test_an_expired_token_is_refused_as_expired(setup: Setup,
 async def test_the_download_embeds_the_token_the_user_picks(
         setup: Setup, session: aiohttp.ClientSession, server: ManagerServer) -> None:
     value = (await setup.call("POST", BASE, {"name": "ecs-prod"}))["value"]
-    url = f"{server.url}/api/setup/delegates/ecs-task-spec?delegateGroupName=g"
+    url = (f"{server.url}/api/setup/delegates/ecs-task-spec?delegateGroupName=g"
+           "&image=registry.example.com/harness-delegate:1.0.0")
     async with session.get(url + "&tokenName=ecs-prod", headers=setup.headers) as resp:
         env = taskspec.env_of(taskspec.load_spec(await resp.read(), "download"))
     assert env["DELEGATE_TOKEN"] == value
