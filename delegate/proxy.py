@@ -6,21 +6,6 @@ the one matcher the watcher's downloads use too. The proxy URL can carry credent
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from protocol.noproxy import bypassed
+from protocol.noproxy import ProxyRules, bypassed
 
 __all__ = ["ProxyRules", "bypassed"]
-
-
-@dataclass(frozen=True)
-class ProxyRules:
-    """The proxy for outgoing calls other than the manager's (PROXY_MANAGER does not apply)."""
-
-    url: str | None = field(default=None, repr=False)
-    no_proxy: str | None = None
-
-    def for_url(self, url: str) -> str | None:
-        if not self.url or bypassed(url, self.no_proxy):
-            return None
-        return self.url

@@ -13,6 +13,7 @@ library only, so the stdlib-only watcher may import it (its zipapp carries `prot
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -47,3 +48,18 @@ def bypassed(url: str, no_proxy: str | None) -> bool:
         if entry == "*" or (entry and _matches(entry, host, port)):
             return True
     return False
+
+
+@dataclass(frozen=True)
+class ProxyRules:
+    """A proxy URL and the NO_PROXY rules that bypass it. `url` may carry credentials: it is kept
+    out of repr, and no caller may log it."""
+
+    url: str | None = field(default=None, repr=False)
+    no_proxy: str | None = None
+
+    def for_url(self, url: str) -> str | None:
+        """The proxy to use for `url`, or None to go direct."""
+        if not self.url or bypassed(url, self.no_proxy):
+            return None
+        return self.url

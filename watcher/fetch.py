@@ -21,12 +21,11 @@ import contextlib
 import ipaddress
 import os
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from protocol.noproxy import bypassed
+from protocol.noproxy import ProxyRules
 
 
 class FetchError(Exception):
@@ -37,19 +36,7 @@ class FetchError(Exception):
         self.status = status
 
 
-@dataclass(frozen=True)
-class Proxy:
-    """The proxy for the watcher's reads; `url` may carry credentials (never shown)."""
-
-    url: str | None = field(default=None, repr=False)
-    no_proxy: str | None = None
-
-    def for_url(self, url: str) -> str | None:
-        if not self.url or bypassed(url, self.no_proxy):
-            return None
-        return self.url
-
-
+Proxy = ProxyRules  # the watcher's name for it
 NO_PROXY = Proxy()
 
 
