@@ -20,11 +20,7 @@ import structlog
 from delegate import log, retry
 from delegate.client import ManagerClient
 from delegate.config import Settings
-from delegate.errors import (
-    DelegateError,
-    ManagerRejected,
-    ProtocolViolation,
-)
+from delegate.errors import DelegateError, ManagerRejected, ProtocolViolation
 from delegate.identity import Identity, Registration
 from delegate.metrics import AWS_CALLS, Metrics
 from delegate.tasks import registry
