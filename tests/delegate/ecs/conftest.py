@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from delegate.ecs.rolling import AFTER_DEADLINE_S
 from devstack.aws import server
 from devstack.aws.server import LocalAws
 from tests.delegate.ecs.support import BlueGreenWorld, aws_env
@@ -71,7 +72,9 @@ def run(ecs_manager: Manager, ecs_delegate: Process) -> Callable[..., dict[str, 
 
     def submit(task_type: str, data: dict[str, Any], timeout_s: float = 40.0) -> dict[str, Any]:
         task_id = ecs_manager.submit(task_type, data, timeoutMs=int(timeout_s * 1000))
-        ecs_manager.wait_task(task_id, timeout=timeout_s + 15)
+        # A deploy that hits its deadline still resumes scaling and releases its lease, for up to
+        # AFTER_DEADLINE_S more (AWS may be throttling those calls too), then reports.
+        ecs_manager.wait_task(task_id, timeout=timeout_s + AFTER_DEADLINE_S + 15)
         # The log shipper may land its last lines just after the result.
         wait_until(lambda: ecs_manager.task(task_id).get("logLines"), 5, "task log lines")
         return ecs_manager.task(task_id)
