@@ -44,6 +44,8 @@ class Child:
     killed_for: str | None = None
     exit_code: int | None = None
     watch: ExitWatch | None = field(default=None, repr=False)
+    #: the current process that exited 0 handing its registration to this candidate
+    replaces: Child | None = field(default=None, repr=False)
 
     def summary(self) -> dict[str, Any]:
         return {"pid": self.pid, "role": self.role.value, "version": self.version,

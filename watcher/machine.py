@@ -32,6 +32,7 @@ class Event(enum.StrEnum):
     SPAWNED = "spawned"
     READY = "ready"
     TOOK_OVER = "took_over"
+    HANDED_OVER = "handed_over"
     RESUMED = "resumed"
     FAILED = "failed"
     GAVE_UP = "gave_up"
@@ -60,6 +61,10 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (S.RUNNING, E.TOOK_OVER): S.RUNNING,
     (S.STARTING, E.TOOK_OVER): S.RUNNING,
     (S.BACKOFF, E.TOOK_OVER): S.RUNNING,
+    # The current process exited 0 because a candidate beside it registered as this delegate and the
+    # manager told the older connection to stop: the slot waits for the candidate's delegate-ready.
+    (S.RUNNING, E.HANDED_OVER): S.STARTING,
+    (S.STARTING, E.HANDED_OVER): S.STARTING,
     # The new version died while the old one drained: the old one is resumed and is current again.
     (S.RUNNING, E.RESUMED): S.RUNNING,
     (S.STARTING, E.RESUMED): S.RUNNING,

@@ -41,8 +41,7 @@ class Watcher:
         self.s = settings
         self.channel = ch.Channel(settings.channel_dir)
         self.machine = Machine()
-        self.policy = RetryPolicy(settings.backoff_initial_s, settings.backoff_max_s,
-                                  settings.start_retries)
+        self.policy = RetryPolicy(settings.backoff_initial_s, settings.backoff_max_s, settings.start_retries)
         self._wake = asyncio.Event()
         self.upgrader = Upgrader(settings, self._wake.set)
         self.shutdown = Shutdown(settings, self.channel)
@@ -131,8 +130,8 @@ class Watcher:
                 verified.close()
 
     def _maybe_start(self, now: float) -> None:
-        if self.d.current is not None or self.machine.terminal or now < self.backoff_until:
-            return
+        if self.d.current or self.d.candidate or self.machine.terminal or now < self.backoff_until:
+            return  # (a candidate that the current one handed over to becomes current when ready)
         try:
             child = self._spawn(self.upgrader.artifact, Role.CURRENT, Purpose.START, now)
         except Refused as exc:
@@ -170,14 +169,13 @@ class Watcher:
             log.info("delegate.ready_ignored", delegate_pid=child.pid, killed_for=child.killed_for)
         elif child.role == Role.CURRENT and self.machine.state == State.STARTING:
             self.failures = 0
-            self.machine.fire(Event.READY, "delegate-ready", delegate_pid=child.pid,
-                              version=child.version)
+            self.machine.fire(Event.READY, "delegate-ready", delegate_pid=child.pid, version=child.version)
         elif child.role == Role.CANDIDATE and not self.shutdown.requested:  # stopping: no hand-over
             self._promote(child, now)
 
     def _promote(self, new: Child, now: float) -> None:
         """The candidate is ready: it becomes current; the old one stops acquiring and drains."""
-        old = self.d.current
+        old = self.d.current or new.replaces
         self.d.candidate = None
         new.role = Role.CURRENT
         self.d.current = new
@@ -213,6 +211,8 @@ class Watcher:
                 self.upgrader.candidate_failed(child.artifact, f"exited with {code} before it was ready")
             if self.d.current is not None and self.d.current.exit_code is None:
                 self.channel.send(self.d.current.pid, ch.RESUME)
+            elif self.d.current is None and not self.shutdown.requested:  # after a hand-over
+                self._failed(now, f"the candidate exited with {code} after the hand-over")
         else:
             self.d.current = None
             self._current_exited(child, code, now)
@@ -231,6 +231,9 @@ class Watcher:
         elif code in ENDING:  # exit 4 or 5: the manager will not take this delegate back
             self.machine.fire(*ENDING[code])
             self._exit_code = code
+        elif code == EXIT_OK and (new := self.d.candidate) is not None and new.exit_code is None:
+            new.replaces = child  # it exited because the candidate registered as this delegate
+            self.machine.fire(Event.HANDED_OVER, "registration given to the candidate", delegate_pid=new.pid)
         elif code == EXIT_OK and child.killed_for is None:
             self.machine.fire(Event.EXITED_BY_ITSELF, "the delegate exited 0 by itself")
             self._exit_code = EXIT_OK
@@ -253,8 +256,7 @@ class Watcher:
         return cur if cur is not None and cur.ready and self.machine.state == State.RUNNING else None
 
     def _maybe_replace(self, now: float) -> None:
-        """A verified upgrade waits, or the current process is past the memory limit: start a
-        candidate beside it (it takes over when ready)."""
+        """A verified upgrade waits, or the process is past the memory limit: start a candidate beside it."""
         cur = self._running()
         if cur is None or self.d.candidate is not None or self.d.retiring:
             return
@@ -279,8 +281,7 @@ class Watcher:
         if version is None or self.d.candidate is not None or self.d.retiring:
             return
         self.upgrader.self_pending = None
-        extra = {"state": self.machine.state.value, "failures": self.failures,
-                 "init_done": self.d.init_done}
+        extra = {"state": self.machine.state.value, "failures": self.failures, "init_done": self.d.init_done}
         selfupgrade.replace_self(self.upgrader.self_store, version, self.channel, self.d.live(),
                                  extra, self.d.exited)
 
