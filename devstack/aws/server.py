@@ -9,10 +9,11 @@ ticks under, so clients see each change whole.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -151,3 +152,14 @@ class LocalAws:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def running_or_new() -> Iterator[LocalAws]:
+    """The local AWS already running in this process (moto allows one per process), or a new one on
+    a free port that stops when the block ends, so that another can start later."""
+    if _running is not None:
+        yield _running
+        return
+    with LocalAws(port=0) as aws:
+        yield aws

@@ -18,11 +18,7 @@ from tests.support import Manager
 
 @pytest.fixture(scope="module")
 def fault_aws() -> Iterator[LocalAws]:
-    running = server._running
-    if running is not None:
-        yield running
-        return
-    with LocalAws(port=0) as aws:
+    with server.running_or_new() as aws:
         yield aws
 
 

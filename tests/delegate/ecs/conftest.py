@@ -24,11 +24,7 @@ from tests.support import Manager, Process, start_delegate, wait_until
 
 @pytest.fixture(scope="module")
 def ecs_aws() -> Iterator[LocalAws]:
-    running = server._running
-    if running is not None:
-        yield running
-        return
-    with LocalAws(port=0) as aws:
+    with server.running_or_new() as aws:
         yield aws
 
 
